@@ -1,0 +1,1 @@
+"""Subscribers, lists, subscriptions, imports and signed links."""

@@ -1,0 +1,100 @@
+"""Signed tokens for unsubscribe links. The key comes from NEWSLETTER_SECRET_KEY, never config.toml."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.config import SECRET_KEY_ENV, Settings
+from newsletter.errors import NewsletterError
+
+KEY_FILE_NAME = "newsletter.secret"
+
+
+class BadToken(NewsletterError):
+    """A link token that was tampered with, truncated or made with another key."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key: bytes
+    origin: str  # "environment" or the path of the generated key file
+
+    def _signature(self, purpose: str, payload: bytes) -> bytes:
+        return hmac.new(self.key, purpose.encode() + b"\0" + payload, hashlib.sha256).digest()[:16]
+
+    def sign(self, purpose: str, *values: int) -> str:
+        payload = ".".join(str(value) for value in values).encode()
+        return f"{_b64(payload)}.{_b64(self._signature(purpose, payload))}"
+
+    def verify(self, purpose: str, token: str, arity: int) -> tuple[int, ...]:
+        try:
+            encoded_payload, encoded_signature = token.split(".")
+            payload = _unb64(encoded_payload)
+            signature = _unb64(encoded_signature)
+            values = tuple(int(part) for part in payload.decode("ascii").split("."))
+        except (ValueError, UnicodeDecodeError):
+            raise BadToken("this link is not valid") from None
+        if len(values) != arity or not hmac.compare_digest(signature,
+                                                           self._signature(purpose, payload)):
+            raise BadToken("this link is not valid")
+        return values
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not text or len(text) > 200:
+        raise ValueError("bad length")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def signing_key(settings: Settings) -> SigningKey:
+    """NEWSLETTER_SECRET_KEY if set; else a random key kept in a private file beside config.toml.
+
+    The file keeps links in sent mail working across runs on one machine without putting a
+    secret in config.toml. Production sets the environment variable so that every machine agrees.
+    """
+    from_env = os.environ.get(SECRET_KEY_ENV, "")
+    if from_env:
+        if len(from_env) < 16:
+            raise NewsletterError(
+                f"{SECRET_KEY_ENV} is too short",
+                hint="use at least 32 random characters, e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`",
+            )
+        return SigningKey(from_env.encode(), "environment")
+    path = settings.folder / KEY_FILE_NAME
+    return SigningKey(_read_or_create_key(path), str(path))
+
+
+def _read_or_create_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(48).encode()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(temporary, path)  # fails if another process created the key first: use theirs
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return path.read_bytes().strip()
+
+
+def unsubscribe_url(settings: Settings, key: SigningKey, list_id: int, subscriber_id: int) -> str:
+    return f"{settings.publication.base_url}/unsubscribe/{key.sign('unsubscribe', list_id, subscriber_id)}"

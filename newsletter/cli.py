@@ -1,0 +1,301 @@
+"""The `newsletter` command. Each command parses its arguments, calls one library function, prints."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from newsletter import __version__, pipeline
+from newsletter.config import Settings, load_settings
+from newsletter.errors import NewsletterError
+
+app = typer.Typer(
+    help="Publish a themed weekly digest of briefings from RSS/Atom feeds to email subscribers.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+subscribers_app = typer.Typer(help="Add, import and remove subscribers of a list.",
+                              no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="The config file (default: $NEWSLETTER_CONFIG or ./config.toml).",
+                 envvar="NEWSLETTER_CONFIG", show_envvar=False),
+]
+ListOption = Annotated[str, typer.Option("--list", "-l", help="The list's slug, as in config.toml.")]
+
+
+class State:
+    def __init__(self, config: Path | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+
+def _fail(error: NewsletterError) -> NoReturn:
+    for line in error.message.splitlines():
+        err.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+    if error.hint:
+        err.print(f"  {error.hint}", soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+def _run(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except NewsletterError as error:
+        _fail(error)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    state: State = ctx.obj
+    return _run(lambda: state.settings)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"newsletter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Fetch briefings, build a digest per list, and send it to every subscriber exactly once."""
+    ctx.obj = State(config)
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create the database (or check it) and register the feeds and lists of config.toml."""
+    settings = _settings(ctx)
+    report = _run(lambda: pipeline.initialize(settings))
+    out.print(f"Database ready: {report.database_url}")
+    out.print(f"{report.feeds} feed(s) and {report.lists} list(s) from {settings.path}")
+    out.print(f"Link-signing key: {report.key_origin}")
+
+
+@app.command()
+def fetch(
+    ctx: typer.Context,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any feed failed.")] = False,
+) -> None:
+    """Fetch every feed and store new and edited briefings."""
+    settings = _settings(ctx)
+    with _spinner("Fetching feeds") as advance:
+        reports = _run(lambda: pipeline.fetch_feeds(settings, on_feed=lambda _r: advance()))
+    table = Table("Feed", "Status", "New", "Updated", title="Fetch")
+    for report in reports:
+        status = {"ok": "[green]ok[/green]", "error": "[red]error[/red]"}.get(report.status,
+                                                                           report.status)
+        table.add_row(report.name, status, str(report.counts.new), str(report.counts.updated))
+    out.print(table)
+    for report in reports:
+        if report.error:
+            err.print(f"{report.name}: {report.error}", soft_wrap=True)
+    failed = [r for r in reports if r.status == "error"]
+    new = sum(r.counts.new for r in reports)
+    updated = sum(r.counts.updated for r in reports)
+    out.print(f"{len(reports)} feed(s): {new} new, {updated} updated, {len(failed)} failed.")
+    if reports and (len(failed) == len(reports) or (strict and failed)):
+        raise typer.Exit(1)
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV file with a header row: email,name.")],
+    list_slug: ListOption,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="Import the good rows and report the bad ones.")] = False,
+) -> None:
+    """Import subscribers from a CSV file into a list (all rows or none)."""
+    settings = _settings(ctx)
+    report = _run(lambda: pipeline.import_subscribers(settings, file, list_slug,
+                                                      skip_invalid=skip_invalid))
+    for problem in report.skipped:
+        err.print(f"skipped {problem}", soft_wrap=True)
+    out.print(f"{file}: {report.added} added, {report.unchanged} already subscribed, "
+              f"{report.suppressed} suppressed (left earlier; not re-added), "
+              f"{len(report.skipped)} skipped.")
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    list_slug: ListOption,
+) -> None:
+    """Unsubscribe an address from a list; it will not be re-added by an import."""
+    settings = _settings(ctx)
+    changed = _run(lambda: pipeline.remove_subscriber(settings, email, list_slug))
+    out.print(f"{email}: {'unsubscribed' if changed else 'was not subscribed'} from {list_slug}.")
+
+
+@app.command()
+def preview(
+    ctx: typer.Context,
+    list_slug: ListOption,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for digest.html and digest.txt.")
+                       ] = Path("preview"),
+) -> None:
+    """Render the next digest of a list to files, without sending or storing anything."""
+    settings = _settings(ctx)
+    report = _run(lambda: pipeline.preview(settings, list_slug, out_dir))
+    if report is None:
+        out.print(f"Nothing new to preview for {list_slug}: no new briefings in the window.")
+        return
+    out.print(f"{report.briefings} briefing(s): {report.html_path} "
+              f"({report.html_bytes / 1024:.1f} KB) and {report.text_path}")
+    if report.clipped_by_gmail:
+        err.print("warning: the HTML is over 102 KB; Gmail will clip it and hide the footer "
+                  "with the unsubscribe link. Fewer briefings per digest will fix it.")
+
+
+@app.command()
+def send(
+    ctx: typer.Context,
+    list_slug: ListOption,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Send without asking first.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and count; send nothing.")
+                       ] = False,
+) -> None:
+    """Build the list's digest if none is pending and send it to every active subscriber once."""
+    settings = _settings(ctx)
+    if dry_run or not yes:
+        plan = _run(lambda: pipeline.send(settings, list_slug, dry_run=True))
+        if plan.nothing_new:
+            out.print(f"Nothing new to send to {list_slug}: no new briefings since the last digest.")
+            return
+        out.print(f"List {list_slug}: “{plan.subject}” to {plan.audience} subscriber(s) "
+                  f"via {plan.destination}.")
+        if dry_run:
+            out.print("Dry run: nothing was sent.")
+            return
+        if not typer.confirm("Send it now?", default=False):
+            out.print("Not sent.")
+            raise typer.Exit(1)
+    with _progress() as (progress, task), _graceful_stop() as stop:
+        def started(report: pipeline.SendReport) -> None:
+            progress.update(task, total=report.audience, visible=True,
+                            description=f"Sending {report.list_slug}")
+
+        report = _run(lambda: pipeline.send(settings, list_slug, stop=stop, on_start=started,
+                                            progress=lambda o: _advance(progress, task, o)))
+    if report.nothing_new:
+        out.print(f"Nothing new to send to {list_slug}: no new briefings since the last digest.")
+        return
+    summary = report.summary
+    verb = "Resumed" if report.resumed else "Sent"
+    out.print(f"{verb} digest {report.digest_id} “{report.subject}” to {report.destination}: "
+              f"{summary.sent} sent, {summary.failed} failed, {summary.deferred} deferred.")
+    if summary.stopped_early:
+        out.print("Stopped early; run the same command again to go on where it stopped.")
+
+
+def _advance(progress: Progress, task: TaskID, outcome: str) -> None:
+    if outcome in ("sent", "failed", "deferred"):
+        progress.advance(task)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    list_slug: Annotated[str | None, typer.Option("--list", "-l", help="Only this list.")] = None,
+) -> None:
+    """Show each digest and its delivery ledger: queued, sent, deferred, failed."""
+    settings = _settings(ctx)
+    rows = _run(lambda: pipeline.digest_statuses(settings, list_slug))
+    table = Table("Digest", "List", "Status", "Briefings", "Queued", "Sending", "Sent",
+                  "Deferred", "Failed", "Subject", title="Digests")
+    for row in rows:
+        counts = row.counts
+        table.add_row(str(row.digest_id), row.list_slug, row.status, str(row.briefings),
+                      *(str(counts.get(key, 0)) for key in
+                        ("queued", "sending", "sent", "deferred", "failed")), row.subject)
+    out.print(table if rows else "No digests yet.")
+
+
+@contextmanager
+def _spinner(description: str) -> Iterator[Callable[[], None]]:
+    with Progress(TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda: progress.advance(task)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} msg/s" if task.speed else "")
+
+
+@contextmanager
+def _progress() -> Iterator[tuple[Progress, TaskID]]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  console=err, transient=True) as progress:
+        yield progress, progress.add_task("Preparing", total=None, visible=False)
+
+
+@contextmanager
+def _graceful_stop() -> Iterator[threading.Event]:
+    """First Ctrl-C or SIGTERM: finish messages in flight, keep the rest queued. Second: abort."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("Stopping after the messages in flight; press Ctrl-C again to abort.")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("Aborted.")
+        sys.exit(130)

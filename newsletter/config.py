@@ -1,0 +1,265 @@
+"""config.toml -> frozen, validated settings. Secrets never live here: they come from the environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from newsletter.errors import ConfigError
+
+CONFIG_ENV = "NEWSLETTER_CONFIG"
+SMTP_PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
+SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"
+DEFAULT_CONFIG = Path("config.toml")
+
+
+def _absolute_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _single_line(value: str) -> str:
+    if any(ch in value for ch in "\r\n\0"):
+        raise ValueError("must be a single line")
+    return value
+
+
+def _mailbox(value: str) -> str:
+    _single_line(value)
+    _, address = parseaddr(value)
+    if "@" not in address:
+        raise ValueError(f"must be an address like 'Name <user@example.com>', got {value!r}")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_absolute_http_url)]
+Line = Annotated[str, AfterValidator(_single_line)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Publication(_Section):
+    name: Line
+    from_: Annotated[str, AfterValidator(_mailbox)] = Field(alias="from")
+    base_url: HttpUrl
+    standards_url: HttpUrl
+    postal_address: Line
+    standards_note: str = (
+        "How {publication} reports: feeds and outside sources are used for discovery. Public "
+        "briefings are edited to add context, buyer relevance and attribution before they are "
+        "published."
+    )
+    reply_to: Annotated[str, AfterValidator(_mailbox)] | None = None
+    unsubscribe_mailto: Line | None = None
+
+    @property
+    def domain(self) -> str:
+        """The publication's own domain: Message-IDs and List-Id live under it."""
+        return urlsplit(self.base_url).hostname or "localhost"
+
+    @property
+    def from_address(self) -> str:
+        return parseaddr(self.from_)[1]
+
+
+class Database(_Section):
+    url: str = "sqlite:///newsletter.db"
+
+
+class Delivery(_Section):
+    transport: Literal["maildir", "smtp"] = "maildir"
+    maildir: Path = Path("outbox")
+
+
+class Smtp(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    concurrency: int = Field(default=4, ge=1, le=100)
+    timeout: float = Field(default=30.0, gt=0)
+    ca_file: Path | None = None
+
+
+class FeedSource(_Section):
+    name: Line
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
+class Theme(_Section):
+    name: Line
+    tags: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+
+class MailingList(_Section):
+    slug: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    name: Line
+    description: str = ""
+
+
+class DigestSettings(_Section):
+    window_days: int = Field(default=7, ge=1, le=366)
+    fallback_theme: Line = "More briefings"
+    subject: Line = "{publication}: {lead} and {more} more"
+    preheader: Line = "This week: {themes}"
+
+
+class Settings(_Section):
+    """Everything config.toml says, with relative paths already resolved against its folder."""
+
+    publication: Publication
+    database: Database = Database()
+    delivery: Delivery = Delivery()
+    smtp: Smtp = Smtp()
+    feeds: tuple[FeedSource, ...] = ()
+    themes: tuple[Theme, ...] = ()
+    lists: tuple[MailingList, ...] = Field(min_length=1)
+    digest: DigestSettings = DigestSettings()
+    path: Path = Field(default=Path("config.toml"), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        for label, names in (
+            ("lists", [mailing_list.slug for mailing_list in self.lists]),
+            ("feeds", [feed.name for feed in self.feeds]),
+            ("themes", [theme.name for theme in self.themes]),
+        ):
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            if duplicates:
+                raise ValueError(f"[[{label}]] names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path resolved against config.toml's folder."""
+        prefix = "sqlite:///"
+        url = self.database.url
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rest = url[len(prefix) :]
+            if rest and rest != ":memory:":
+                return prefix + str((self.folder / rest).resolve())
+        return url
+
+    @property
+    def maildir_path(self) -> Path:
+        return (self.folder / self.delivery.maildir).resolve()
+
+    def feed_location(self, feed: FeedSource) -> str:
+        """An http(s) or file URL for the feed; a bare path is relative to config.toml's folder."""
+        scheme = urlsplit(feed.url).scheme.lower()
+        if scheme in ("http", "https", "file"):
+            return feed.url
+        return (self.folder / feed.url).resolve().as_uri()
+
+    def mailing_list(self, slug: str) -> MailingList:
+        for mailing_list in self.lists:
+            if mailing_list.slug == slug:
+                return mailing_list
+        from newsletter.errors import UnknownListError
+
+        known = ", ".join(m.slug for m in self.lists)
+        raise UnknownListError(
+            f"no list {slug!r} in {self.path}", hint=f"lists declared there: {known}"
+        )
+
+
+def smtp_password() -> str:
+    return os.environ.get(SMTP_PASSWORD_ENV, "")
+
+
+def resolve_config_path(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    from_env = os.environ.get(CONFIG_ENV)
+    return Path(from_env) if from_env else DEFAULT_CONFIG
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read and validate config.toml; any problem becomes one ConfigError naming file and key."""
+    config_path = resolve_config_path(path)
+    try:
+        raw = config_path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{config_path}: no such config file",
+            hint=f"run from the project folder, or pass --config PATH or set {CONFIG_ENV}",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{config_path}: not UTF-8 text", hint="save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    return settings_from_mapping(data, config_path)
+
+
+def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
+    try:
+        return Settings.model_validate({**data, "path": path.resolve()})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = _key_name(error["loc"])
+        message = error["msg"]
+        if error["type"] == "missing":
+            message = "missing; add it"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling"
+        elif "input" in error and error["type"] not in ("value_error", "assertion_error"):
+            message = f"{message} (got {error['input']!r})"
+        message = message.removeprefix("Value error, ")
+        where = f" {key}" if key else ""
+        raise ConfigError(f"{path}:{where}: {message}") from None
+
+
+_ARRAY_SECTIONS = frozenset({"feeds", "themes", "lists"})
+
+
+def _key_name(loc: Sequence[int | str]) -> str:
+    """Turn pydantic's location into what the user sees in the file: [smtp] port, [[feeds]] #2 url."""
+    parts = ["from" if part == "from_" else part for part in loc]
+    if not parts:
+        return ""
+    head, *rest = parts
+    if head in _ARRAY_SECTIONS:
+        label = f"[[{head}]]"
+        if rest and isinstance(rest[0], int):
+            label += f" #{rest[0] + 1}"
+            rest = rest[1:]
+    elif head in Settings.model_fields:
+        label = f"[{head}]"
+    else:
+        label = str(head)
+    return " ".join([label, ".".join(map(str, rest))]).rstrip()

@@ -1,0 +1,102 @@
+"""Engine, sessions and schema. SQLite by default, PostgreSQL through the same URL setting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from newsletter import models
+from newsletter.config import Settings
+from newsletter.errors import NewsletterError
+
+
+class DatabaseError(NewsletterError):
+    """The database cannot be opened or used."""
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != url and not path.startswith(":memory:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (preview, status) run while a send writes; foreign keys are off by default.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_schema(engine: Engine) -> None:
+    try:
+        SQLModel.metadata.create_all(engine)
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot create the database schema at {engine.url!r}: {exc.orig}",
+            hint="check [database] url in config.toml and that its folder is writable",
+        ) from None
+
+
+class Database:
+    """One engine per process, opened from the settings; the schema is created when missing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        create_schema(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def sync_config(database: Database) -> None:
+    """Make the feeds and lists rows match config.toml (adding new ones, renaming, never deleting)."""
+    settings = database.settings
+    with database.session() as session:
+        for source in settings.feeds:
+            feed = session.exec(select(models.Feed).where(models.Feed.name == source.name)).first()
+            location = settings.feed_location(source)
+            if feed is None:
+                session.add(models.Feed(name=source.name, url=location))
+            elif feed.url != location:
+                feed.url = location
+                feed.etag = feed.last_modified = None
+        for declared in settings.lists:
+            row = session.exec(
+                select(models.MailingList).where(models.MailingList.slug == declared.slug)
+            ).first()
+            if row is None:
+                session.add(models.MailingList(slug=declared.slug, name=declared.name))
+            elif row.name != declared.name:
+                row.name = declared.name
+        session.commit()
+
+
+def list_row(session: Session, settings: Settings, slug: str) -> models.MailingList:
+    """The database row of a list declared in config.toml (UnknownListError otherwise)."""
+    settings.mailing_list(slug)
+    row = session.exec(select(models.MailingList).where(models.MailingList.slug == slug)).first()
+    if row is None:
+        row = models.MailingList(slug=slug, name=settings.mailing_list(slug).name)
+        session.add(row)
+        session.flush()
+    return row

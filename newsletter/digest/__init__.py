@@ -1,0 +1,1 @@
+"""Building a digest: which briefings, in which themes, in which order."""

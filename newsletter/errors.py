@@ -1,0 +1,52 @@
+"""The errors a user can see. Each carries one line saying what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Base for every error the CLI turns into a one-line message instead of a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(NewsletterError):
+    """config.toml is missing, unreadable, or has a missing or wrong key."""
+
+    exit_code = 2
+
+
+class FeedError(NewsletterError):
+    """One feed could not be fetched or parsed; the others go on."""
+
+
+class ImportFileError(NewsletterError):
+    """A subscriber file could not be read or has bad rows."""
+
+
+class UnknownListError(NewsletterError):
+    """A --list slug that config.toml does not declare."""
+
+
+class TransportError(NewsletterError):
+    """The mail transport could not be reached or refused us as a whole."""
+
+
+class DeliveryRefused(NewsletterError):
+    """The mail server refused one message.
+
+    ``permanent`` is true for a 5xx reply (do not retry) and false for a 4xx reply or a
+    dropped connection (retry later).
+    """
+
+    def __init__(self, message: str, *, code: int | None, permanent: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.permanent = permanent

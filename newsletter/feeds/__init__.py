@@ -1,0 +1,1 @@
+"""Feed ingestion: fetch bytes, parse them, clean the HTML, store briefings."""

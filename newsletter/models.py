@@ -1,0 +1,171 @@
+"""Every table, in one file. Times are stored as UTC and always come back timezone-aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Naive UTC in the database (SQLite has no time zones), aware UTC in Python."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _time(*, nullable: bool = False, index: bool = False) -> Any:
+    column = Column(UTCDateTime(), nullable=nullable, index=index)
+    if nullable:
+        return Field(default=None, sa_column=column)
+    return Field(default_factory=utcnow, sa_column=column)
+
+
+class SubscriberStatus(StrEnum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class SubscriptionStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class DigestStatus(StrEnum):
+    DRAFT = "draft"
+    SENDING = "sending"
+    SENT = "sent"
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"  # retries ran out for this run; the next send tries again
+    FAILED = "failed"
+
+
+class Feed(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_fetched_at: datetime | None = _time(nullable=True)
+    last_error: str | None = None
+    disabled: bool = False
+
+
+class Briefing(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("feed_id", "guid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = Field(foreign_key="feed.id", index=True)
+    guid: str
+    url: str
+    title: str
+    dek: str = ""
+    body_html: str = ""
+    key_points: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    themes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    source_name: str
+    source_url: str
+    content_hash: str
+    published_at: datetime = _time(index=True)
+    first_seen_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class MailingList(SQLModel, table=True):
+    __tablename__ = "mailing_list"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True)
+    name: str
+    created_at: datetime = _time()
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str
+    email_key: str = Field(unique=True)  # case-folded: Ada@ and ada@ are one subscriber
+    name: str = ""
+    status: str = Field(default=SubscriberStatus.ACTIVE)
+    created_at: datetime = _time()
+
+
+class Subscription(SQLModel, table=True):
+    __table_args__ = (Index("ix_subscription_list_status", "list_id", "status"),)
+
+    list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True)
+    status: str = Field(default=SubscriptionStatus.ACTIVE)
+    origin: str = ""
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class Digest(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="mailing_list.id", index=True)
+    status: str = Field(default=DigestStatus.DRAFT)
+    subject: str
+    preheader: str = ""
+    html: str = ""  # rendered once, with recipient placeholders; what was sent is kept
+    text: str = ""
+    window_start: datetime = _time()
+    window_end: datetime = _time()
+    created_at: datetime = _time()
+    sent_at: datetime | None = _time(nullable=True)
+
+
+class DigestItem(SQLModel, table=True):
+    """A briefing's place in a digest. (list_id, briefing_id) is unique: never twice to one list."""
+
+    __tablename__ = "digest_item"
+    __table_args__ = (UniqueConstraint("list_id", "briefing_id"),)
+
+    digest_id: int = Field(foreign_key="digest.id", primary_key=True)
+    briefing_id: int = Field(foreign_key="briefing.id", primary_key=True)
+    list_id: int = Field(foreign_key="mailing_list.id")
+    position: int
+    theme: str
+
+
+class Delivery(SQLModel, table=True):
+    """The ledger: one row per (digest, subscriber); a row marked sent is never sent again."""
+
+    __table_args__ = (Index("ix_delivery_digest_status", "digest_id", "status"),)
+
+    digest_id: int = Field(foreign_key="digest.id", primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True)
+    status: str = Field(default=DeliveryStatus.QUEUED)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _time(nullable=True)
+    last_reply: str | None = None
+    message_id: str | None = None
+    claimed_by: str | None = None
+    claimed_at: datetime | None = _time(nullable=True)
+    sent_at: datetime | None = _time(nullable=True)

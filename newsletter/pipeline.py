@@ -1,0 +1,373 @@
+"""The one place that wires the stages and the concrete transports together. The CLI calls these."""
+
+from __future__ import annotations
+
+import os
+from html import escape as escape_html
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlmodel import Session, col, func, select
+
+from newsletter.audience import subscribers as audience
+from newsletter.audience.tokens import SigningKey, signing_key, unsubscribe_url
+from newsletter.config import Settings, smtp_password
+from newsletter.db import Database, list_row, sync_config
+from newsletter.digest.builder import build_digest, digest_view, pending_digest
+from newsletter.digest.themes import ThemeMatcher
+from newsletter.errors import FeedError
+from newsletter.feeds.fetch import HttpClient, fetch, http_client
+from newsletter.feeds.ingest import IngestCounts, store_entries
+from newsletter.feeds.parse import parse_feed
+from newsletter.models import (
+    Digest,
+    DigestStatus,
+    Feed,
+    MailingList,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+from newsletter.personalize import Placeholder, Recipient
+from newsletter.render.templating import RenderedDigest, render_digest
+from newsletter.send.dispatch import (
+    Dispatcher,
+    ProgressCallback,
+    RetryPolicy,
+    SendSummary,
+    ledger_counts,
+    snapshot_audience,
+)
+from newsletter.send.maildir import MaildirTransport
+from newsletter.send.message import PreparedMessage
+from newsletter.send.smtp import SmtpTransport
+from newsletter.send.transport import Transport
+
+
+def open_database(settings: Settings) -> Database:
+    """Open (creating when missing) the database and bring feeds and lists in line with config."""
+    database = Database(settings)
+    sync_config(database)
+    return database
+
+
+# -- init ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitReport:
+    database_url: str
+    feeds: int
+    lists: int
+    key_origin: str
+
+
+def initialize(settings: Settings) -> InitReport:
+    database = open_database(settings)
+    database.dispose()
+    return InitReport(settings.database_url, len(settings.feeds), len(settings.lists),
+                      signing_key(settings).origin)
+
+
+# -- fetch --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedReport:
+    name: str
+    status: str  # "ok" | "not modified" | "gone" | "error"
+    counts: IngestCounts = field(default_factory=IngestCounts)
+    error: str = ""
+
+
+def fetch_feeds(settings: Settings, on_feed: Callable[[FeedReport], None] | None = None
+                ) -> list[FeedReport]:
+    """Fetch every enabled feed; one bad feed is reported and never stops the others."""
+    database = open_database(settings)
+    matcher = ThemeMatcher(settings.themes, settings.digest.fallback_theme)
+    reports: list[FeedReport] = []
+    with database.session() as session, http_client() as client:
+        feeds = session.exec(select(Feed).where(col(Feed.disabled).is_(False))
+                             .order_by(col(Feed.id))).all()
+        for feed in feeds:
+            report = _fetch_one(session, feed, client, matcher)
+            reports.append(report)
+            if on_feed:
+                on_feed(report)
+    database.dispose()
+    return reports
+
+
+def _fetch_one(session: Session, feed: Feed, client: HttpClient, matcher: ThemeMatcher
+               ) -> FeedReport:
+    try:
+        result = fetch(feed.name, feed.url, client=client, etag=feed.etag,
+                       last_modified=feed.last_modified)
+        feed.last_fetched_at = utcnow()
+        if result.moved_to:
+            feed.url = result.moved_to
+        if result.status == "gone":
+            feed.disabled = True
+            feed.last_error = "the server says the feed is gone (HTTP 410); it is now disabled"
+            report = FeedReport(feed.name, "gone", error=feed.last_error)
+        elif result.status == "not_modified":
+            feed.last_error = None
+            report = FeedReport(feed.name, "not modified")
+        else:
+            parsed = parse_feed(result.content, name=feed.name, headers=result.headers)
+            counts = store_entries(session, feed, parsed, matcher.match)
+            feed.etag, feed.last_modified, feed.last_error = result.etag, result.last_modified, None
+            report = FeedReport(feed.name, "ok", counts)
+    except FeedError as exc:
+        session.rollback()
+        feed.last_fetched_at = utcnow()
+        feed.last_error = str(exc)
+        report = FeedReport(feed.name, "error", error=str(exc))
+    session.add(feed)
+    session.commit()
+    return report
+
+
+# -- subscribers --------------------------------------------------------------------------------
+
+
+def import_subscribers(settings: Settings, path: Path, slug: str, *, skip_invalid: bool = False
+                       ) -> audience.ImportReport:
+    database = open_database(settings)
+    with database.session() as session:
+        report = audience.import_subscribers(session, list_row(session, settings, slug), path,
+                                             skip_invalid=skip_invalid)
+    database.dispose()
+    return report
+
+
+def remove_subscriber(settings: Settings, email: str, slug: str) -> bool:
+    database = open_database(settings)
+    with database.session() as session:
+        changed = audience.remove_subscriber(session, list_row(session, settings, slug), email)
+    database.dispose()
+    return changed
+
+
+def active_count(session: Session, mailing_list: MailingList) -> int:
+    return int(session.exec(
+        select(func.count()).select_from(Subscription).join(Subscriber).where(
+            Subscription.list_id == mailing_list.id,
+            Subscription.status == SubscriptionStatus.ACTIVE,
+            Subscriber.status == "active",
+        )
+    ).one())
+
+
+# -- preview ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreviewReport:
+    html_path: Path
+    text_path: Path
+    briefings: int
+    html_bytes: int
+    clipped_by_gmail: bool
+
+
+SAMPLE_EMAIL = "reader@example.com"
+
+
+def preview(settings: Settings, slug: str, out_dir: Path) -> PreviewReport | None:
+    """Render what `send` would send now, without storing anything; None when nothing is new."""
+    database = open_database(settings)
+    with database.session() as session:
+        mailing_list = list_row(session, settings, slug)
+        digest = pending_digest(session, mailing_list) or build_digest(session, settings,
+                                                                       mailing_list)
+        if digest is None:
+            return None
+        rendered = _rendered(session, settings, digest)
+        briefings = len(digest_view(session, digest).briefings)
+        session.rollback()
+    database.dispose()
+    sample = Recipient(0, SAMPLE_EMAIL, "Sample Reader",
+                       f"{settings.publication.base_url}/unsubscribe/preview")
+    html_path, text_path = out_dir / "digest.html", out_dir / "digest.txt"
+    atomic_write(html_path, personalize(rendered.html, sample, html=True))
+    atomic_write(text_path, personalize(rendered.text, sample, html=False))
+    return PreviewReport(html_path, text_path, briefings, rendered.html_bytes,
+                         rendered.clipped_by_gmail)
+
+
+def personalize(body: str, recipient: Recipient, *, html: bool) -> str:
+    for placeholder in Placeholder:
+        value = recipient.value(placeholder)
+        body = body.replace(placeholder.value, escape_html(value) if html else value)
+    return body
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _rendered(session: Session, settings: Settings, digest: Digest) -> RenderedDigest:
+    if digest.html:
+        return RenderedDigest(digest.subject, digest.preheader, digest.html, digest.text)
+    return render_digest(digest_view(session, digest), settings)
+
+
+# -- send ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SendReport:
+    list_slug: str
+    digest_id: int | None = None
+    subject: str = ""
+    audience: int = 0
+    destination: str = ""
+    summary: SendSummary = field(default_factory=SendSummary)
+    resumed: bool = False
+    dry_run: bool = False
+
+    @property
+    def nothing_new(self) -> bool:
+        return self.digest_id is None
+
+
+def destination(settings: Settings) -> str:
+    if settings.delivery.transport == "maildir":
+        return f"Maildir {settings.maildir_path}"
+    return f"SMTP {settings.smtp.host}:{settings.smtp.port}"
+
+
+def transport_factory(settings: Settings) -> tuple[Callable[[], Transport], int]:
+    """A factory for one transport per worker thread, and how many workers the transport wants."""
+    if settings.delivery.transport == "maildir":
+        path = settings.maildir_path
+        return (lambda: MaildirTransport(path)), 1
+    smtp, password = settings.smtp, smtp_password()
+    return (lambda: SmtpTransport(smtp, password)), smtp.concurrency
+
+
+def send(
+    settings: Settings,
+    slug: str,
+    *,
+    dry_run: bool = False,
+    progress: ProgressCallback | None = None,
+    on_start: Callable[[SendReport], None] | None = None,
+    stop: threading.Event | None = None,
+    retry: RetryPolicy | None = None,
+) -> SendReport:
+    """Build the digest if none is pending, then deliver it to every active subscriber once."""
+    database = open_database(settings)
+    report = SendReport(slug, destination=destination(settings), dry_run=dry_run)
+    key = signing_key(settings)
+    try:
+        with database.session() as session:
+            mailing_list = list_row(session, settings, slug)
+            digest = pending_digest(session, mailing_list)
+            report.resumed = digest is not None
+            digest = digest or build_digest(session, settings, mailing_list)
+            if digest is None:
+                session.rollback()
+                return report
+            assert digest.id is not None
+            report.digest_id, report.subject = digest.id, digest.subject
+            if dry_run:
+                _rendered(session, settings, digest)
+                report.audience = active_count(session, mailing_list)
+                session.rollback()
+                return report
+            if digest.status == DigestStatus.DRAFT:
+                rendered = render_digest(digest_view(session, digest), settings)
+                digest.html, digest.text = rendered.html, rendered.text
+                snapshot_audience(session, digest)
+            counts = ledger_counts(session, digest.id)
+            report.audience = sum(counts.values())
+            message = prepare_message(settings, digest, mailing_list)
+        if on_start:
+            on_start(report)
+        factory, concurrency = transport_factory(settings)
+        list_id = mailing_list.id
+        assert list_id is not None
+        report.summary = Dispatcher(
+            database,
+            report.digest_id,
+            message,
+            envelope_sender=settings.publication.from_address,
+            transport_factory=factory,
+            recipient=lambda subscriber: recipient_for(settings, key, list_id, subscriber),
+            concurrency=concurrency,
+            retry=retry,
+            progress=progress,
+            stop=stop,
+        ).run()
+        return report
+    finally:
+        database.dispose()
+
+
+def prepare_message(settings: Settings, digest: Digest, mailing_list: MailingList
+                    ) -> PreparedMessage:
+    publication = settings.publication
+    return PreparedMessage(
+        sender=publication.from_,
+        subject=digest.subject,
+        text=digest.text,
+        html_body=digest.html,
+        list_id=f"{mailing_list.name} <{mailing_list.slug}.{publication.domain}>",
+        message_id_domain=publication.domain,
+        digest_key=f"digest{digest.id}",
+        reply_to=publication.reply_to,
+        unsubscribe_mailto=publication.unsubscribe_mailto,
+    )
+
+
+def recipient_for(settings: Settings, key: SigningKey, list_id: int, subscriber: Subscriber
+                  ) -> Recipient:
+    assert subscriber.id is not None
+    return Recipient(subscriber.id, subscriber.email, subscriber.name,
+                     unsubscribe_url(settings, key, list_id, subscriber.id))
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestStatusRow:
+    digest_id: int
+    list_slug: str
+    subject: str
+    status: str
+    briefings: int
+    counts: dict[str, int]
+
+
+def digest_statuses(settings: Settings, slug: str | None = None) -> list[DigestStatusRow]:
+    database = open_database(settings)
+    rows: list[DigestStatusRow] = []
+    with database.session() as session:
+        query = select(Digest, MailingList).join(MailingList).order_by(col(Digest.id))
+        if slug:
+            settings.mailing_list(slug)
+            query = query.where(MailingList.slug == slug)
+        for digest, mailing_list in session.exec(query).all():
+            assert digest.id is not None
+            briefings = len(digest_view(session, digest).briefings)
+            rows.append(DigestStatusRow(digest.id, mailing_list.slug, digest.subject,
+                                        digest.status, briefings,
+                                        ledger_counts(session, digest.id)))
+    database.dispose()
+    return rows

@@ -1,0 +1,82 @@
+"""Filling the templates in templates/ from a DigestView."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+
+from newsletter.config import Settings
+from newsletter.digest.builder import DigestView
+from newsletter.personalize import Placeholder
+from newsletter.render.mjml import TemplateError, compile_mjml
+from newsletter.render.text import wrap
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+HTML_TEMPLATE = "digest.mjml.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+    @property
+    def clipped_by_gmail(self) -> bool:
+        return self.html_bytes > GMAIL_CLIP_BYTES
+
+
+def _environment(folder: Path, *, html: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        autoescape=html,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap
+    env.filters["longdate"] = _long_date
+    return env
+
+
+def _long_date(value: datetime) -> str:
+    return f"{value.day} {value:%B %Y}"
+
+
+def archive_url(settings: Settings, digest_id: int) -> str:
+    return f"{settings.publication.base_url}/archive/{digest_id}"
+
+
+def render_digest(view: DigestView, settings: Settings, folder: Path = TEMPLATES) -> RenderedDigest:
+    publication = settings.publication
+    context = {
+        "digest": view,
+        "publication": publication,
+        "standards_note": publication.standards_note.format(publication=publication.name),
+        "view_url": archive_url(settings, view.id),
+        "recipient": {p.name.lower(): p.value for p in Placeholder},
+    }
+    try:
+        source = _environment(folder, html=True).get_template(HTML_TEMPLATE).render(context)
+        text = _environment(folder, html=False).get_template(TEXT_TEMPLATE).render(context)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"{folder / exc.name}: template not found") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{folder}: template error: {exc}") from None
+    return RenderedDigest(
+        subject=view.subject,
+        preheader=view.preheader,
+        html=compile_mjml(source, template_name=HTML_TEMPLATE),
+        text=text,
+    )

@@ -1,0 +1,1 @@
+"""Sending: MIME, transports (Maildir, SMTP) and the delivery ledger."""

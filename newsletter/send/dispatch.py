@@ -1,0 +1,361 @@
+"""The delivery ledger: a state machine over Delivery rows, never a loop over a list in memory.
+
+snapshot -> queued rows (one statement) -> claim a batch (sending, with owner and time) -> send ->
+sent / queued again with backoff (4xx) / deferred (retries used up) / failed (5xx).
+Each outcome is committed as soon as it is known, so a crash loses at most the messages in flight,
+and a rerun takes over claims whose lease ran out.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from secrets import token_hex
+
+from sqlalchemy import func, insert, literal, update
+from sqlmodel import Session, col, select
+
+from newsletter.db import Database
+from newsletter.errors import DeliveryRefused, TransportError
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    DigestStatus,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+from newsletter.personalize import Recipient
+from newsletter.send.message import Envelope, PreparedMessage
+from newsletter.send.transport import Transport, TransportFactory, enhanced_status
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 2.0
+    lease_seconds: float = 120.0
+
+    def delay(self, attempts: int) -> timedelta:
+        return timedelta(seconds=self.base_delay * 2 ** max(attempts - 1, 0))
+
+
+@dataclass
+class SendSummary:
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    retried: int = 0
+    suppressed: int = 0
+    stopped_early: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+Outcome = str  # "sent" | "retry" | "deferred" | "failed" | "paused"
+ProgressCallback = Callable[[Outcome], None]
+
+
+def snapshot_audience(session: Session, digest: Digest) -> int:
+    """Queue one delivery per active subscriber of the digest's list, in one statement.
+
+    Runs once, when the digest leaves draft; whoever subscribes later waits for the next digest.
+    """
+    audience = (
+        select(literal(digest.id).label("digest_id"), col(Subscription.subscriber_id))
+        .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
+        .where(
+            Subscription.list_id == digest.list_id,
+            Subscription.status == SubscriptionStatus.ACTIVE,
+            Subscriber.status == SubscriberStatus.ACTIVE,
+        )
+    )
+    result = session.execute(
+        insert(Delivery).from_select(["digest_id", "subscriber_id"], audience)
+    )
+    digest.status = DigestStatus.SENDING
+    session.add(digest)
+    session.commit()
+    return int(result.rowcount or 0)
+
+
+def ledger_counts(session: Session, digest_id: int) -> dict[str, int]:
+    rows = session.exec(
+        select(Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id)
+        .group_by(col(Delivery.status))
+    ).all()
+    return {status: count for status, count in rows}
+
+
+class Dispatcher:
+    """Sends one digest's queued deliveries with `concurrency` transports in worker threads."""
+
+    def __init__(
+        self,
+        database: Database,
+        digest_id: int,
+        message: PreparedMessage,
+        *,
+        envelope_sender: str,
+        transport_factory: TransportFactory,
+        recipient: Callable[[Subscriber], Recipient],
+        concurrency: int = 1,
+        retry: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.database = database
+        self.digest_id = digest_id
+        self.message = message
+        self.envelope_sender = envelope_sender
+        self.transport_factory = transport_factory
+        self.recipient = recipient
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self.progress = progress or (lambda _outcome: None)
+        self.stop = stop or threading.Event()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{token_hex(4)}"
+        self._local = threading.local()
+        self._transports: list[Transport] = []
+        self._transports_lock = threading.Lock()
+
+    # -- the ledger -------------------------------------------------------------------------
+
+    def _prepare_run(self, session: Session) -> None:
+        """Retry what an earlier run deferred, and take back claims whose lease ran out."""
+        now = utcnow()
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.digest_id) == self.digest_id,
+                   col(Delivery.status) == DeliveryStatus.DEFERRED)
+            .values(status=DeliveryStatus.QUEUED, attempts=0, next_attempt_at=None)
+        )
+        self._reclaim_expired(session, now)
+        session.commit()
+
+    def _reclaim_expired(self, session: Session, now: datetime) -> int:
+        expired = now - timedelta(seconds=self.retry.lease_seconds)
+        result = session.execute(
+            update(Delivery)
+            .where(col(Delivery.digest_id) == self.digest_id,
+                   col(Delivery.status) == DeliveryStatus.SENDING,
+                   col(Delivery.claimed_at) < expired)
+            .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_at=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def _claim(self, session: Session, limit: int) -> list[Subscriber]:
+        now = utcnow()
+        due = (
+            select(Delivery.subscriber_id)
+            .where(col(Delivery.digest_id) == self.digest_id,
+                   col(Delivery.status) == DeliveryStatus.QUEUED,
+                   (col(Delivery.next_attempt_at).is_(None)) | (col(Delivery.next_attempt_at) <= now))
+            .order_by(col(Delivery.subscriber_id))
+            .limit(limit)
+        )
+        if self.database.engine.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        claimed = session.execute(
+            update(Delivery)
+            .where(col(Delivery.digest_id) == self.digest_id,
+                   col(Delivery.subscriber_id).in_(due.scalar_subquery()),
+                   col(Delivery.status) == DeliveryStatus.QUEUED)
+            .values(status=DeliveryStatus.SENDING, claimed_by=self.owner, claimed_at=now)
+            .returning(col(Delivery.subscriber_id))
+        ).scalars().all()
+        session.commit()
+        if not claimed:
+            return []
+        subscribers = session.exec(
+            select(Subscriber).where(col(Subscriber.id).in_(claimed)).order_by(col(Subscriber.id))
+        ).all()
+        return list(subscribers)
+
+    def _next_wake(self, session: Session) -> datetime | None:
+        """When a queued retry falls due or someone else's claim expires; None when all is done."""
+        retry_at = session.exec(
+            select(func.min(Delivery.next_attempt_at))
+            .where(Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.QUEUED)
+        ).first()
+        claimed_at = session.exec(
+            select(func.min(Delivery.claimed_at))
+            .where(Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.SENDING)
+        ).first()
+        candidates = []
+        if retry_at is not None:
+            candidates.append(_aware(retry_at))
+        if claimed_at is not None:
+            candidates.append(_aware(claimed_at) + timedelta(seconds=self.retry.lease_seconds))
+        queued_now = session.exec(
+            select(func.count()).select_from(Delivery).where(
+                Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.QUEUED,
+                col(Delivery.next_attempt_at).is_(None))
+        ).one()
+        if queued_now:
+            return utcnow()
+        return min(candidates) if candidates else None
+
+    def _record(self, session: Session, subscriber: Subscriber, error: DeliveryRefused | None,
+                message_id: str, summary: SendSummary) -> Outcome:
+        row = session.get(Delivery, (self.digest_id, subscriber.id))
+        assert row is not None
+        now = utcnow()
+        row.attempts += 1
+        row.claimed_by = row.claimed_at = None
+        outcome: Outcome
+        if error is None:
+            row.status, row.sent_at, row.message_id = DeliveryStatus.SENT, now, message_id
+            row.last_reply = "250 accepted"
+            summary.sent += 1
+            outcome = "sent"
+        elif _blames_sender(error):
+            row.status, row.last_reply = DeliveryStatus.QUEUED, error.message[:500]
+            row.attempts -= 1
+            outcome = "paused"
+        elif error.permanent:
+            row.status, row.last_reply = DeliveryStatus.FAILED, error.message[:500]
+            summary.failed += 1
+            outcome = "failed"
+            if (enhanced_status(error.message) or "").startswith("5.1."):
+                subscriber.status = SubscriberStatus.BOUNCED
+                session.add(subscriber)
+                summary.suppressed += 1
+        elif row.attempts >= self.retry.max_attempts:
+            row.status, row.last_reply = DeliveryStatus.DEFERRED, error.message[:500]
+            summary.deferred += 1
+            outcome = "deferred"
+        else:
+            row.status, row.last_reply = DeliveryStatus.QUEUED, error.message[:500]
+            row.next_attempt_at = now + self.retry.delay(row.attempts)
+            summary.retried += 1
+            outcome = "retry"
+        session.add(row)
+        session.commit()
+        return outcome
+
+    def _release(self, session: Session, subscriber_ids: list[int]) -> None:
+        """Give back claims we will not send (stopping), so a rerun need not wait for the lease."""
+        if subscriber_ids:
+            session.execute(
+                update(Delivery)
+                .where(col(Delivery.digest_id) == self.digest_id,
+                       col(Delivery.subscriber_id).in_(subscriber_ids),
+                       col(Delivery.status) == DeliveryStatus.SENDING,
+                       col(Delivery.claimed_by) == self.owner)
+                .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_at=None)
+            )
+            session.commit()
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _transport(self) -> Transport:
+        transport: Transport | None = getattr(self._local, "transport", None)
+        if transport is None:
+            transport = self.transport_factory()
+            self._local.transport = transport
+            with self._transports_lock:
+                self._transports.append(transport)
+        return transport
+
+    def _send_one(self, subscriber: Subscriber) -> tuple[DeliveryRefused | None, str]:
+        recipient = self.recipient(subscriber)
+        message_id = self.message.message_id(recipient)
+        envelope = Envelope(self.envelope_sender, recipient.email)
+        try:
+            self._transport().send(envelope, self.message.render(recipient))
+        except DeliveryRefused as refused:
+            return refused, message_id
+        return None, message_id
+
+    def run(self) -> SendSummary:
+        summary = SendSummary()
+        with self.database.session() as session:
+            self._prepare_run(session)
+            try:
+                with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
+                    self._pump(session, pool, summary)
+            finally:
+                with self._transports_lock:
+                    for transport in self._transports:
+                        transport.close()
+            self._finish(session, summary)
+        return summary
+
+    def _pump(self, session: Session, pool: ThreadPoolExecutor, summary: SendSummary) -> None:
+        in_flight: dict[Future[tuple[DeliveryRefused | None, str]], Subscriber] = {}
+        backlog: list[Subscriber] = []
+        fatal: TransportError | None = None
+        try:
+            while True:
+                if not self.stop.is_set() and fatal is None:
+                    if not backlog:
+                        backlog = self._claim(session, self.concurrency * 4)
+                    while backlog and len(in_flight) < self.concurrency * 2:
+                        subscriber = backlog.pop(0)
+                        in_flight[pool.submit(self._send_one, subscriber)] = subscriber
+                if not in_flight:
+                    if self.stop.is_set() or fatal is not None:
+                        break
+                    wake = self._next_wake(session)
+                    if wake is None:
+                        break
+                    self._sleep_until(wake)
+                    self._reclaim_expired(session, utcnow())
+                    session.commit()
+                    continue
+                done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    subscriber = in_flight.pop(future)
+                    try:
+                        error, message_id = future.result()
+                    except TransportError as exc:
+                        fatal = fatal or exc
+                        backlog.append(subscriber)
+                        continue
+                    self.progress(self._record(session, subscriber, error, message_id, summary))
+                    if error is not None and _blames_sender(error):
+                        fatal = fatal or TransportError(
+                            f"the mail server refused the sender: {error.message}",
+                            hint="fix the sending setup (DNS, DKIM, relay rights); "
+                            "the rest stays queued for the next `newsletter send`",
+                        )
+        finally:
+            self._release(session, [s.id for s in backlog if s.id is not None])
+            summary.stopped_early = self.stop.is_set() or fatal is not None
+        if fatal is not None:
+            raise fatal
+
+    def _sleep_until(self, wake: datetime) -> None:
+        delay = (wake - utcnow()).total_seconds()
+        if delay > 0:
+            self.stop.wait(min(delay, 5.0))
+
+    def _finish(self, session: Session, summary: SendSummary) -> None:
+        counts = ledger_counts(session, self.digest_id)
+        open_rows = sum(counts.get(s, 0) for s in
+                        (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED))
+        if open_rows == 0:
+            digest = session.get(Digest, self.digest_id)
+            assert digest is not None
+            digest.status, digest.sent_at = DigestStatus.SENT, utcnow()
+            session.add(digest)
+            session.commit()
+
+
+def _blames_sender(error: DeliveryRefused) -> bool:
+    """5.7.x policy refusals (DMARC, blocked IP) are about us, not the reader: stop, don't suppress."""
+    return error.permanent and (enhanced_status(error.message) or "").startswith("5.7.")
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,145 @@
+"""MIME built once per digest; per recipient only a few values are swapped in, as bytes.
+
+The parts are quoted-printable. Each static stretch between placeholders is encoded once; a
+recipient's value is encoded on its own and joined to its neighbours with soft line breaks
+("=" CRLF), which a reader's client removes. So no line ever exceeds 76 octets and the bytes are
+identical to what a full per-recipient encode would decode to, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import html
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from email import policy
+from email.utils import format_datetime, formataddr
+
+from newsletter.feeds.sanitize import single_line
+from newsletter.models import utcnow
+from newsletter.personalize import Placeholder, Recipient
+
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+_HEADER_POLICY = policy.SMTP
+# Long URLs must not be folded into encoded words (that breaks one-click unsubscribe).
+_LONG_LINE_POLICY = policy.SMTP.clone(max_line_length=998)
+_PLACEHOLDER = re.compile("|".join(re.escape(p.value) for p in Placeholder))
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipient: str
+
+
+def _header(name: str, value: str, *, long_line: bool = False) -> bytes:
+    folding = _LONG_LINE_POLICY if long_line else _HEADER_POLICY
+    return folding.fold_binary(name, single_line(value))
+
+
+def _qp(data: str) -> bytes:
+    return binascii.b2a_qp(data.encode("utf-8"), quotetabs=False, istext=True, header=False)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One text part: encoded static stretches and the placeholders between them."""
+
+    segments: tuple[bytes, ...]
+    slots: tuple[Placeholder, ...]
+    escape: Callable[[str], str]
+
+    @classmethod
+    def build(cls, body: str, escape: Callable[[str], str]) -> _Part:
+        text = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+        if not text.endswith("\r\n"):
+            text += "\r\n"
+        pieces = _PLACEHOLDER.split(text)
+        slots = tuple(Placeholder(match) for match in _PLACEHOLDER.findall(text))
+        return cls(tuple(_qp(piece) for piece in pieces), slots, escape)
+
+    def render(self, recipient: Recipient) -> bytes:
+        out = [self.segments[0]]
+        for slot, segment in zip(self.slots, self.segments[1:], strict=True):
+            out += [SOFT_BREAK, _qp(self.escape(recipient.value(slot))), SOFT_BREAK, segment]
+        return b"".join(out)
+
+
+class PreparedMessage:
+    """A digest's message with everything but the recipient's own values already encoded."""
+
+    def __init__(
+        self,
+        *,
+        sender: str,
+        subject: str,
+        text: str,
+        html_body: str,
+        list_id: str,
+        message_id_domain: str,
+        digest_key: str,
+        reply_to: str | None = None,
+        unsubscribe_mailto: str | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message_id_domain = message_id_domain
+        self.digest_key = digest_key
+        self.unsubscribe_mailto = unsubscribe_mailto
+        self.boundary = f"=_nl_{secrets.token_hex(12)}"
+        headers = [
+            _header("From", sender),
+            _header("Subject", subject),
+            _header("Date", format_datetime(utcnow())),
+            _header("List-Id", list_id),
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            b"Precedence: bulk\r\n",
+            b"Auto-Submitted: auto-generated\r\n",
+        ]
+        if reply_to:
+            headers.append(_header("Reply-To", reply_to))
+        for name, value in (extra_headers or {}).items():
+            headers.append(_header(name, value))
+        self._shared_headers = b"".join(headers)
+        boundary = self.boundary.encode()
+        self._mime_head = (
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n'
+            b"--" + boundary + b"\r\n"
+            b'Content-Type: text/plain; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self._between = (
+            b"--" + boundary + b"\r\n"
+            b'Content-Type: text/html; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self._tail = b"--" + boundary + b"--\r\n"
+        self._text = _Part.build(text, escape=str)
+        self._html = _Part.build(html_body, escape=lambda value: html.escape(value, quote=True))
+
+    def message_id(self, recipient: Recipient) -> str:
+        """Stable per (digest, recipient): a retried message keeps its Message-ID."""
+        tag = hashlib.sha256(f"{self.digest_key}:{recipient.subscriber_id}".encode()).hexdigest()
+        return f"<{self.digest_key}.{recipient.subscriber_id}.{tag[:12]}@{self.message_id_domain}>"
+
+    def render(self, recipient: Recipient) -> bytes:
+        unsubscribe = f"<{recipient.unsubscribe_url}>"
+        if self.unsubscribe_mailto:
+            unsubscribe += f", <mailto:{self.unsubscribe_mailto}?subject=unsubscribe>"
+        return b"".join(
+            (
+                self._shared_headers,
+                _header("To", formataddr((single_line(recipient.name), recipient.email))),
+                _header("Message-ID", self.message_id(recipient)),
+                _header("List-Unsubscribe", unsubscribe, long_line=True),
+                self._mime_head,
+                self._text.render(recipient),
+                self._between,
+                self._html.render(recipient),
+                self._tail,
+            )
+        )

@@ -1,0 +1,100 @@
+"""SMTP delivery over one reused connection. The only module that imports the SMTP client."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from pathlib import Path
+
+from newsletter.config import Smtp
+from newsletter.errors import DeliveryRefused, TransportError
+from newsletter.send.message import Envelope
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class SmtpTransport:
+    """Opens its connection on first use and keeps it for every message after."""
+
+    def __init__(self, settings: Smtp, password: str = "") -> None:
+        self.settings = settings
+        self._password = password
+        self._client: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        smtp = self.settings
+        where = f"{smtp.host}:{smtp.port}"
+        try:
+            client: smtplib.SMTP
+            if smtp.security == "tls":
+                client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout,
+                                          context=tls_context(smtp.ca_file))
+            else:
+                client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+            client.ehlo_or_helo_if_needed()
+            if smtp.security == "starttls":
+                client.starttls(context=tls_context(smtp.ca_file))
+                client.ehlo()
+            if smtp.username:
+                client.login(smtp.username, self._password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransportError(
+                f"SMTP server {where} refused the login for {smtp.username!r}: {exc.smtp_code}",
+                hint="check [smtp] username and the NEWSLETTER_SMTP_PASSWORD variable",
+            ) from None
+        except ssl.SSLError as exc:
+            raise TransportError(
+                f"TLS with {where} failed: {exc.reason}",
+                hint="check [smtp] security and, for a private CA, [smtp] ca_file",
+            ) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransportError(
+                f"cannot connect to the SMTP server {where}: {exc}",
+                hint="check [smtp] host and port in config.toml and that the server runs",
+            ) from None
+        return client
+
+    def send(self, envelope: Envelope, message: bytes) -> None:
+        if self._client is None:
+            self._client = self._connect()
+        try:
+            self._client.sendmail(envelope.sender, [envelope.recipient], message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()))
+            self._refused(code, reply)
+        except smtplib.SMTPResponseException as exc:
+            self._refused(exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise DeliveryRefused(f"connection lost: {exc}", code=None, permanent=False) from None
+
+    def _refused(self, code: int, reply: bytes | str) -> None:
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+        if code == 421:
+            self._drop()
+        elif self._client is not None:
+            try:
+                self._client.rset()
+            except (smtplib.SMTPException, OSError):
+                self._drop()
+        raise DeliveryRefused(f"{code} {text}", code=code, permanent=500 <= code < 600)
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            finally:
+                self._drop()
