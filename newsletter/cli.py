@@ -1,4 +1,4 @@
-"""The `newsletter` command. Each command parses its arguments, calls one library function, prints."""
+"""The `newsletter` command: each command parses arguments, calls one library function, prints."""
 
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-subscribers_app = typer.Typer(help="Add, import and remove subscribers of a list.",
-                              no_args_is_help=True)
+subscribers_app = typer.Typer(
+    help="Add, import and remove subscribers of a list.", no_args_is_help=True
+)
 app.add_typer(subscribers_app, name="subscribers")
 
 out = Console(highlight=False)
@@ -47,10 +48,17 @@ T = TypeVar("T")
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="The config file (default: $NEWSLETTER_CONFIG or ./config.toml).",
-                 envvar="NEWSLETTER_CONFIG", show_envvar=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="The config file (default: $NEWSLETTER_CONFIG or ./config.toml).",
+        envvar="NEWSLETTER_CONFIG",
+        show_envvar=False,
+    ),
 ]
-ListOption = Annotated[str, typer.Option("--list", "-l", help="The list's slug, as in config.toml.")]
+ListOption = Annotated[
+    str, typer.Option("--list", "-l", help="The list's slug, as in config.toml.")
+]
 
 
 class State:
@@ -95,8 +103,12 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     config: ConfigOption = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Fetch briefings, build a digest per list, and send it to every subscriber exactly once."""
     ctx.obj = State(config)
@@ -123,8 +135,9 @@ def fetch(
         reports = _run(lambda: pipeline.fetch_feeds(settings, on_feed=lambda _r: advance()))
     table = Table("Feed", "Status", "New", "Updated", title="Fetch")
     for report in reports:
-        status = {"ok": "[green]ok[/green]", "error": "[red]error[/red]"}.get(report.status,
-                                                                           report.status)
+        status = {"ok": "[green]ok[/green]", "error": "[red]error[/red]"}.get(
+            report.status, report.status
+        )
         table.add_row(report.name, status, str(report.counts.new), str(report.counts.updated))
     out.print(table)
     for report in reports:
@@ -143,18 +156,22 @@ def subscribers_import(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV file with a header row: email,name.")],
     list_slug: ListOption,
-    skip_invalid: Annotated[bool, typer.Option(
-        "--skip-invalid", help="Import the good rows and report the bad ones.")] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Import the good rows and report the bad ones.")
+    ] = False,
 ) -> None:
     """Import subscribers from a CSV file into a list (all rows or none)."""
     settings = _settings(ctx)
-    report = _run(lambda: pipeline.import_subscribers(settings, file, list_slug,
-                                                      skip_invalid=skip_invalid))
+    report = _run(
+        lambda: pipeline.import_subscribers(settings, file, list_slug, skip_invalid=skip_invalid)
+    )
     for problem in report.skipped:
         err.print(f"skipped {problem}", soft_wrap=True)
-    out.print(f"{file}: {report.added} added, {report.unchanged} already subscribed, "
-              f"{report.suppressed} suppressed (left earlier; not re-added), "
-              f"{len(report.skipped)} skipped.")
+    out.print(
+        f"{file}: {report.added} added, {report.unchanged} already subscribed, "
+        f"{report.suppressed} suppressed (left earlier; not re-added), "
+        f"{len(report.skipped)} skipped."
+    )
 
 
 @subscribers_app.command("remove")
@@ -173,8 +190,9 @@ def subscribers_remove(
 def preview(
     ctx: typer.Context,
     list_slug: ListOption,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for digest.html and digest.txt.")
-                       ] = Path("preview"),
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for digest.html and digest.txt.")
+    ] = Path("preview"),
 ) -> None:
     """Render the next digest of a list to files, without sending or storing anything."""
     settings = _settings(ctx)
@@ -182,11 +200,15 @@ def preview(
     if report is None:
         out.print(f"Nothing new to preview for {list_slug}: no new briefings in the window.")
         return
-    out.print(f"{report.briefings} briefing(s): {report.html_path} "
-              f"({report.html_bytes / 1024:.1f} KB) and {report.text_path}")
+    out.print(
+        f"{report.briefings} briefing(s): {report.html_path} "
+        f"({report.html_bytes / 1024:.1f} KB) and {report.text_path}"
+    )
     if report.clipped_by_gmail:
-        err.print("warning: the HTML is over 102 KB; Gmail will clip it and hide the footer "
-                  "with the unsubscribe link. Fewer briefings per digest will fix it.")
+        err.print(
+            "warning: the HTML is over 102 KB; Gmail will clip it and hide the footer "
+            "with the unsubscribe link. Fewer briefings per digest will fix it."
+        )
 
 
 @app.command()
@@ -194,18 +216,23 @@ def send(
     ctx: typer.Context,
     list_slug: ListOption,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Send without asking first.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and count; send nothing.")
-                       ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Render and count; send nothing.")
+    ] = False,
 ) -> None:
     """Build the list's digest if none is pending and send it to every active subscriber once."""
     settings = _settings(ctx)
     if dry_run or not yes:
         plan = _run(lambda: pipeline.send(settings, list_slug, dry_run=True))
         if plan.nothing_new:
-            out.print(f"Nothing new to send to {list_slug}: no new briefings since the last digest.")
+            out.print(
+                f"Nothing new to send to {list_slug}: no new briefings since the last digest."
+            )
             return
-        out.print(f"List {list_slug}: “{plan.subject}” to {plan.audience} subscriber(s) "
-                  f"via {plan.destination}.")
+        out.print(
+            f"List {list_slug}: “{plan.subject}” to {plan.audience} subscriber(s) "
+            f"via {plan.destination}."
+        )
         if dry_run:
             out.print("Dry run: nothing was sent.")
             return
@@ -213,19 +240,30 @@ def send(
             out.print("Not sent.")
             raise typer.Exit(1)
     with _progress() as (progress, task), _graceful_stop() as stop:
-        def started(report: pipeline.SendReport) -> None:
-            progress.update(task, total=report.audience, visible=True,
-                            description=f"Sending {report.list_slug}")
 
-        report = _run(lambda: pipeline.send(settings, list_slug, stop=stop, on_start=started,
-                                            progress=lambda o: _advance(progress, task, o)))
+        def started(report: pipeline.SendReport) -> None:
+            progress.update(
+                task, total=report.audience, visible=True, description=f"Sending {report.list_slug}"
+            )
+
+        report = _run(
+            lambda: pipeline.send(
+                settings,
+                list_slug,
+                stop=stop,
+                on_start=started,
+                progress=lambda o: _advance(progress, task, o),
+            )
+        )
     if report.nothing_new:
         out.print(f"Nothing new to send to {list_slug}: no new briefings since the last digest.")
         return
     summary = report.summary
     verb = "Resumed" if report.resumed else "Sent"
-    out.print(f"{verb} digest {report.digest_id} “{report.subject}” to {report.destination}: "
-              f"{summary.sent} sent, {summary.failed} failed, {summary.deferred} deferred.")
+    out.print(
+        f"{verb} digest {report.digest_id} “{report.subject}” to {report.destination}: "
+        f"{summary.sent} sent, {summary.failed} failed, {summary.deferred} deferred."
+    )
     if summary.stopped_early:
         out.print("Stopped early; run the same command again to go on where it stopped.")
 
@@ -243,20 +281,45 @@ def status(
     """Show each digest and its delivery ledger: queued, sent, deferred, failed."""
     settings = _settings(ctx)
     rows = _run(lambda: pipeline.digest_statuses(settings, list_slug))
-    table = Table("Digest", "List", "Status", "Briefings", "Queued", "Sending", "Sent",
-                  "Deferred", "Failed", "Subject", title="Digests")
+    table = Table(
+        "Digest",
+        "List",
+        "Status",
+        "Briefings",
+        "Queued",
+        "Sending",
+        "Sent",
+        "Deferred",
+        "Failed",
+        "Subject",
+        title="Digests",
+    )
     for row in rows:
         counts = row.counts
-        table.add_row(str(row.digest_id), row.list_slug, row.status, str(row.briefings),
-                      *(str(counts.get(key, 0)) for key in
-                        ("queued", "sending", "sent", "deferred", "failed")), row.subject)
+        table.add_row(
+            str(row.digest_id),
+            row.list_slug,
+            row.status,
+            str(row.briefings),
+            *(
+                str(counts.get(key, 0))
+                for key in ("queued", "sending", "sent", "deferred", "failed")
+            ),
+            row.subject,
+        )
     out.print(table if rows else "No digests yet.")
 
 
 @contextmanager
 def _spinner(description: str) -> Iterator[Callable[[], None]]:
-    with Progress(TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
         task = progress.add_task(description, total=None)
         yield lambda: progress.advance(task)
 
@@ -268,9 +331,18 @@ class _RateColumn(ProgressColumn):
 
 @contextmanager
 def _progress() -> Iterator[tuple[Progress, TaskID]]:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=err, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
         yield progress, progress.add_task("Preparing", total=None, visible=False)
 
 

@@ -1,4 +1,4 @@
-"""config.toml -> frozen, validated settings. Secrets never live here: they come from the environment."""
+"""config.toml -> frozen, validated settings. Secrets come only from the environment."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from pydantic import (
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
-SMTP_PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
-SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"
+SMTP_PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"  # noqa: S105 (a variable name, not a secret)
 DEFAULT_CONFIG = Path("config.toml")
 
 
@@ -153,7 +153,9 @@ class Settings(_Section):
         ):
             duplicates = sorted({name for name in names if names.count(name) > 1})
             if duplicates:
-                raise ValueError(f"[[{label}]] names must be unique; repeated: {', '.join(duplicates)}")
+                raise ValueError(
+                    f"[[{label}]] names must be unique; repeated: {', '.join(duplicates)}"
+                )
         return self
 
     @property
@@ -248,7 +250,7 @@ _ARRAY_SECTIONS = frozenset({"feeds", "themes", "lists"})
 
 
 def _key_name(loc: Sequence[int | str]) -> str:
-    """Turn pydantic's location into what the user sees in the file: [smtp] port, [[feeds]] #2 url."""
+    """Pydantic's location as the user sees it in the file: [smtp] port, [[feeds]] #2 url."""
     parts = ["from" if part == "from_" else part for part in loc]
     if not parts:
         return ""

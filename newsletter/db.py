@@ -69,7 +69,7 @@ class Database:
 
 
 def sync_config(database: Database) -> None:
-    """Make the feeds and lists rows match config.toml (adding new ones, renaming, never deleting)."""
+    """Make the feed and list rows match config.toml (add and rename; never delete)."""
     settings = database.settings
     with database.session() as session:
         for source in settings.feeds:

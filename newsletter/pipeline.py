@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from html import escape as escape_html
 import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html import escape as escape_html
 from pathlib import Path
 
 from sqlmodel import Session, col, func, select
@@ -69,8 +69,12 @@ class InitReport:
 def initialize(settings: Settings) -> InitReport:
     database = open_database(settings)
     database.dispose()
-    return InitReport(settings.database_url, len(settings.feeds), len(settings.lists),
-                      signing_key(settings).origin)
+    return InitReport(
+        settings.database_url,
+        len(settings.feeds),
+        len(settings.lists),
+        signing_key(settings).origin,
+    )
 
 
 # -- fetch --------------------------------------------------------------------------------------
@@ -84,15 +88,17 @@ class FeedReport:
     error: str = ""
 
 
-def fetch_feeds(settings: Settings, on_feed: Callable[[FeedReport], None] | None = None
-                ) -> list[FeedReport]:
+def fetch_feeds(
+    settings: Settings, on_feed: Callable[[FeedReport], None] | None = None
+) -> list[FeedReport]:
     """Fetch every enabled feed; one bad feed is reported and never stops the others."""
     database = open_database(settings)
     matcher = ThemeMatcher(settings.themes, settings.digest.fallback_theme)
     reports: list[FeedReport] = []
     with database.session() as session, http_client() as client:
-        feeds = session.exec(select(Feed).where(col(Feed.disabled).is_(False))
-                             .order_by(col(Feed.id))).all()
+        feeds = session.exec(
+            select(Feed).where(col(Feed.disabled).is_(False)).order_by(col(Feed.id))
+        ).all()
         for feed in feeds:
             report = _fetch_one(session, feed, client, matcher)
             reports.append(report)
@@ -102,11 +108,13 @@ def fetch_feeds(settings: Settings, on_feed: Callable[[FeedReport], None] | None
     return reports
 
 
-def _fetch_one(session: Session, feed: Feed, client: HttpClient, matcher: ThemeMatcher
-               ) -> FeedReport:
+def _fetch_one(
+    session: Session, feed: Feed, client: HttpClient, matcher: ThemeMatcher
+) -> FeedReport:
     try:
-        result = fetch(feed.name, feed.url, client=client, etag=feed.etag,
-                       last_modified=feed.last_modified)
+        result = fetch(
+            feed.name, feed.url, client=client, etag=feed.etag, last_modified=feed.last_modified
+        )
         feed.last_fetched_at = utcnow()
         if result.moved_to:
             feed.url = result.moved_to
@@ -135,12 +143,14 @@ def _fetch_one(session: Session, feed: Feed, client: HttpClient, matcher: ThemeM
 # -- subscribers --------------------------------------------------------------------------------
 
 
-def import_subscribers(settings: Settings, path: Path, slug: str, *, skip_invalid: bool = False
-                       ) -> audience.ImportReport:
+def import_subscribers(
+    settings: Settings, path: Path, slug: str, *, skip_invalid: bool = False
+) -> audience.ImportReport:
     database = open_database(settings)
     with database.session() as session:
-        report = audience.import_subscribers(session, list_row(session, settings, slug), path,
-                                             skip_invalid=skip_invalid)
+        report = audience.import_subscribers(
+            session, list_row(session, settings, slug), path, skip_invalid=skip_invalid
+        )
     database.dispose()
     return report
 
@@ -154,13 +164,18 @@ def remove_subscriber(settings: Settings, email: str, slug: str) -> bool:
 
 
 def active_count(session: Session, mailing_list: MailingList) -> int:
-    return int(session.exec(
-        select(func.count()).select_from(Subscription).join(Subscriber).where(
-            Subscription.list_id == mailing_list.id,
-            Subscription.status == SubscriptionStatus.ACTIVE,
-            Subscriber.status == "active",
-        )
-    ).one())
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(Subscription)
+            .join(Subscriber)
+            .where(
+                Subscription.list_id == mailing_list.id,
+                Subscription.status == SubscriptionStatus.ACTIVE,
+                Subscriber.status == "active",
+            )
+        ).one()
+    )
 
 
 # -- preview ------------------------------------------------------------------------------------
@@ -183,21 +198,24 @@ def preview(settings: Settings, slug: str, out_dir: Path) -> PreviewReport | Non
     database = open_database(settings)
     with database.session() as session:
         mailing_list = list_row(session, settings, slug)
-        digest = pending_digest(session, mailing_list) or build_digest(session, settings,
-                                                                       mailing_list)
+        digest = pending_digest(session, mailing_list) or build_digest(
+            session, settings, mailing_list
+        )
         if digest is None:
             return None
         rendered = _rendered(session, settings, digest)
         briefings = len(digest_view(session, digest).briefings)
         session.rollback()
     database.dispose()
-    sample = Recipient(0, SAMPLE_EMAIL, "Sample Reader",
-                       f"{settings.publication.base_url}/unsubscribe/preview")
+    sample = Recipient(
+        0, SAMPLE_EMAIL, "Sample Reader", f"{settings.publication.base_url}/unsubscribe/preview"
+    )
     html_path, text_path = out_dir / "digest.html", out_dir / "digest.txt"
     atomic_write(html_path, personalize(rendered.html, sample, html=True))
     atomic_write(text_path, personalize(rendered.text, sample, html=False))
-    return PreviewReport(html_path, text_path, briefings, rendered.html_bytes,
-                         rendered.clipped_by_gmail)
+    return PreviewReport(
+        html_path, text_path, briefings, rendered.html_bytes, rendered.clipped_by_gmail
+    )
 
 
 def personalize(body: str, recipient: Recipient, *, html: bool) -> str:
@@ -319,8 +337,9 @@ def send(
         database.dispose()
 
 
-def prepare_message(settings: Settings, digest: Digest, mailing_list: MailingList
-                    ) -> PreparedMessage:
+def prepare_message(
+    settings: Settings, digest: Digest, mailing_list: MailingList
+) -> PreparedMessage:
     publication = settings.publication
     return PreparedMessage(
         sender=publication.from_,
@@ -335,11 +354,16 @@ def prepare_message(settings: Settings, digest: Digest, mailing_list: MailingLis
     )
 
 
-def recipient_for(settings: Settings, key: SigningKey, list_id: int, subscriber: Subscriber
-                  ) -> Recipient:
+def recipient_for(
+    settings: Settings, key: SigningKey, list_id: int, subscriber: Subscriber
+) -> Recipient:
     assert subscriber.id is not None
-    return Recipient(subscriber.id, subscriber.email, subscriber.name,
-                     unsubscribe_url(settings, key, list_id, subscriber.id))
+    return Recipient(
+        subscriber.id,
+        subscriber.email,
+        subscriber.name,
+        unsubscribe_url(settings, key, list_id, subscriber.id),
+    )
 
 
 # -- status -------------------------------------------------------------------------------------
@@ -366,8 +390,15 @@ def digest_statuses(settings: Settings, slug: str | None = None) -> list[DigestS
         for digest, mailing_list in session.exec(query).all():
             assert digest.id is not None
             briefings = len(digest_view(session, digest).briefings)
-            rows.append(DigestStatusRow(digest.id, mailing_list.slug, digest.subject,
-                                        digest.status, briefings,
-                                        ledger_counts(session, digest.id)))
+            rows.append(
+                DigestStatusRow(
+                    digest.id,
+                    mailing_list.slug,
+                    digest.subject,
+                    digest.status,
+                    briefings,
+                    ledger_counts(session, digest.id),
+                )
+            )
     database.dispose()
     return rows

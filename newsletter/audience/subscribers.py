@@ -1,4 +1,4 @@
-"""Subscribers and their subscriptions: CSV import, add, remove. The database is the truth for status."""
+"""Subscribers and subscriptions: CSV import, add, remove. The database is the truth for status."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class AddressError(NewsletterError):
 
 
 def normalize_email(raw: str) -> str:
-    """The one spelling of an address we store: domain lower-cased and IDNA-checked, local part kept."""
+    """The spelling we store: domain lower-cased and IDNA-checked, local part kept as given."""
     try:
         result = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
@@ -57,17 +57,22 @@ def read_subscriber_csv(path: Path) -> tuple[list[_Row], list[str]]:
     except FileNotFoundError:
         raise ImportFileError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
-        raise ImportFileError(f"{path}: not UTF-8 text (byte {exc.start})",
-                              hint="save the file as UTF-8 CSV") from None
+        raise ImportFileError(
+            f"{path}: not UTF-8 text (byte {exc.start})", hint="save the file as UTF-8 CSV"
+        ) from None
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
+            text[:4096], delimiters=",;\t"
+        )
     except csv.Error:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
     header = [column.strip().lower() for column in next(reader, [])]
     if "email" not in header:
-        raise ImportFileError(f"{path}:1: the header row has no 'email' column",
-                              hint="the first row must name the columns, e.g. email,name")
+        raise ImportFileError(
+            f"{path}:1: the header row has no 'email' column",
+            hint="the first row must name the columns, e.g. email,name",
+        )
     email_at, name_at = header.index("email"), header.index("name") if "name" in header else None
     rows: dict[str, _Row] = {}
     problems: list[str] = []
@@ -86,14 +91,15 @@ def read_subscriber_csv(path: Path) -> tuple[list[_Row], list[str]]:
     return list(rows.values()), problems
 
 
-def import_subscribers(session: Session, mailing_list: MailingList, path: Path,
-                       *, skip_invalid: bool = False) -> ImportReport:
+def import_subscribers(
+    session: Session, mailing_list: MailingList, path: Path, *, skip_invalid: bool = False
+) -> ImportReport:
     """Import a CSV into a list in one transaction; a bad row writes nothing unless skip_invalid."""
     rows, problems = read_subscriber_csv(path)
     if problems and not skip_invalid:
         raise ImportFileError(
             "\n".join(problems),
-            hint=f"{len(problems)} bad row(s); nothing was imported. Fix them or use --skip-invalid",
+            hint=f"{len(problems)} bad row(s), nothing imported; fix them or use --skip-invalid",
         )
     report = ImportReport(skipped=problems)
     origin = f"import:{path.name}"
@@ -112,8 +118,9 @@ def email_key(email: str) -> str:
     return email.casefold()
 
 
-def subscribe(session: Session, mailing_list: MailingList, email: str, name: str,
-              *, origin: str) -> str:
+def subscribe(
+    session: Session, mailing_list: MailingList, email: str, name: str, *, origin: str
+) -> str:
     """Add one address to a list; returns added / unchanged / suppressed.
 
     Someone who unsubscribed, bounced or complained is never re-subscribed by this path.
@@ -128,20 +135,29 @@ def subscribe(session: Session, mailing_list: MailingList, email: str, name: str
         return "suppressed"
     elif name and subscriber.name != name:
         subscriber.name = name
-    assert subscriber.id is not None and mailing_list.id is not None
+    assert subscriber.id is not None
+    assert mailing_list.id is not None
     subscription = session.get(Subscription, (mailing_list.id, subscriber.id))
     if subscription is None:
-        session.add(Subscription(list_id=mailing_list.id, subscriber_id=subscriber.id,
-                                 status=SubscriptionStatus.ACTIVE, origin=origin,
-                                 created_at=now, updated_at=now))
+        session.add(
+            Subscription(
+                list_id=mailing_list.id,
+                subscriber_id=subscriber.id,
+                status=SubscriptionStatus.ACTIVE,
+                origin=origin,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         return "added"
     if subscription.status == SubscriptionStatus.UNSUBSCRIBED:
         return "suppressed"
     return "unchanged"
 
 
-def unsubscribe(session: Session, mailing_list: MailingList, subscriber_id: int,
-                *, origin: str) -> bool:
+def unsubscribe(
+    session: Session, mailing_list: MailingList, subscriber_id: int, *, origin: str
+) -> bool:
     """Mark one subscription unsubscribed; True if it changed. Repeating it is harmless."""
     assert mailing_list.id is not None
     subscription = session.get(Subscription, (mailing_list.id, subscriber_id))
@@ -159,6 +175,8 @@ def remove_subscriber(session: Session, mailing_list: MailingList, email: str) -
     """Unsubscribe an address from a list by hand (`subscribers remove`)."""
     subscriber = _find(session, normalize_email(email))
     if subscriber is None or subscriber.id is None:
-        raise AddressError(f"{email} is not a subscriber",
-                           hint=f"`newsletter subscribers list --list {mailing_list.slug}` shows them")
+        raise AddressError(
+            f"{email} is not a subscriber",
+            hint=f"`newsletter subscribers list --list {mailing_list.slug}` shows them",
+        )
     return unsubscribe(session, mailing_list, subscriber.id, origin="cli")

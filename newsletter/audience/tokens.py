@@ -1,4 +1,4 @@
-"""Signed tokens for unsubscribe links. The key comes from NEWSLETTER_SECRET_KEY, never config.toml."""
+"""Signed tokens for unsubscribe links; the key is NEWSLETTER_SECRET_KEY, never config.toml."""
 
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ class SigningKey:
             values = tuple(int(part) for part in payload.decode("ascii").split("."))
         except (ValueError, UnicodeDecodeError):
             raise BadToken("this link is not valid") from None
-        if len(values) != arity or not hmac.compare_digest(signature,
-                                                           self._signature(purpose, payload)):
+        if len(values) != arity or not hmac.compare_digest(
+            signature, self._signature(purpose, payload)
+        ):
             raise BadToken("this link is not valid")
         return values
 
@@ -97,4 +98,5 @@ def _read_or_create_key(path: Path) -> bytes:
 
 
 def unsubscribe_url(settings: Settings, key: SigningKey, list_id: int, subscriber_id: int) -> str:
-    return f"{settings.publication.base_url}/unsubscribe/{key.sign('unsubscribe', list_id, subscriber_id)}"
+    token = key.sign("unsubscribe", list_id, subscriber_id)
+    return f"{settings.publication.base_url}/unsubscribe/{token}"

@@ -72,8 +72,9 @@ def pending_digest(session: Session, mailing_list: MailingList) -> Digest | None
     ).first()
 
 
-def window_start(session: Session, settings: Settings, mailing_list: MailingList,
-                 now: datetime) -> datetime:
+def window_start(
+    session: Session, settings: Settings, mailing_list: MailingList, now: datetime
+) -> datetime:
     """Since the list's last sent digest, and never further back than window_days."""
     earliest = now - timedelta(days=settings.digest.window_days)
     last_end = session.exec(
@@ -84,8 +85,9 @@ def window_start(session: Session, settings: Settings, mailing_list: MailingList
     return max(earliest, last_end) if last_end else earliest
 
 
-def candidate_briefings(session: Session, settings: Settings, mailing_list: MailingList,
-                        now: datetime) -> tuple[datetime, list[Briefing]]:
+def candidate_briefings(
+    session: Session, settings: Settings, mailing_list: MailingList, now: datetime
+) -> tuple[datetime, list[Briefing]]:
     """Briefings published or first seen in the window that no digest of this list carried."""
     start = window_start(session, settings, mailing_list, now)
     earliest = now - timedelta(days=settings.digest.window_days)
@@ -103,7 +105,9 @@ def candidate_briefings(session: Session, settings: Settings, mailing_list: Mail
     return start, list(rows)
 
 
-def group_by_theme(briefings: list[Briefing], matcher: ThemeMatcher) -> list[tuple[str, list[Briefing]]]:
+def group_by_theme(
+    briefings: list[Briefing], matcher: ThemeMatcher
+) -> list[tuple[str, list[Briefing]]]:
     """Config order of themes, empty ones left out; a briefing sits under its primary theme."""
     known = set(matcher.names)
     grouped: dict[str, list[Briefing]] = defaultdict(list)
@@ -113,9 +117,10 @@ def group_by_theme(briefings: list[Briefing], matcher: ThemeMatcher) -> list[tup
     return [(name, grouped[name]) for name in matcher.names if grouped.get(name)]
 
 
-def build_digest(session: Session, settings: Settings, mailing_list: MailingList,
-                 now: datetime | None = None) -> Digest | None:
-    """Add a draft digest of the window's briefings (the caller commits), or None if nothing is new."""
+def build_digest(
+    session: Session, settings: Settings, mailing_list: MailingList, now: datetime | None = None
+) -> Digest | None:
+    """Add a draft digest of the window's briefings (caller commits); None if nothing is new."""
     now = now or utcnow()
     start, briefings = candidate_briefings(session, settings, mailing_list, now)
     if not briefings:
@@ -123,32 +128,54 @@ def build_digest(session: Session, settings: Settings, mailing_list: MailingList
     matcher = ThemeMatcher(settings.themes, settings.digest.fallback_theme)
     sections = group_by_theme(briefings, matcher)
     lead = sections[0][1][0]
+    assert mailing_list.id is not None
     digest = Digest(
         list_id=mailing_list.id,
-        subject=_fill(settings, "subject", lead=lead.title, count=len(briefings),
-                      themes=[name for name, _ in sections], now=now),
-        preheader=_fill(settings, "preheader", lead=lead.title, count=len(briefings),
-                        themes=[name for name, _ in sections], now=now),
+        subject=_fill(
+            settings,
+            "subject",
+            lead=lead.title,
+            count=len(briefings),
+            themes=[name for name, _ in sections],
+            now=now,
+        ),
+        preheader=_fill(
+            settings,
+            "preheader",
+            lead=lead.title,
+            count=len(briefings),
+            themes=[name for name, _ in sections],
+            now=now,
+        ),
         window_start=start,
         window_end=now,
         created_at=now,
     )
     session.add(digest)
     session.flush()
-    assert digest.id is not None and mailing_list.id is not None
+    assert digest.id is not None
+    assert mailing_list.id is not None
     position = 0
     for theme, members in sections:
         for briefing in members:
             assert briefing.id is not None
-            session.add(DigestItem(digest_id=digest.id, briefing_id=briefing.id,
-                                   list_id=mailing_list.id, position=position, theme=theme))
+            session.add(
+                DigestItem(
+                    digest_id=digest.id,
+                    briefing_id=briefing.id,
+                    list_id=mailing_list.id,
+                    position=position,
+                    theme=theme,
+                )
+            )
             position += 1
     session.flush()
     return digest
 
 
-def _fill(settings: Settings, key: str, *, lead: str, count: int, themes: list[str],
-          now: datetime) -> str:
+def _fill(
+    settings: Settings, key: str, *, lead: str, count: int, themes: list[str], now: datetime
+) -> str:
     template = getattr(settings.digest, key)
     values = {
         "publication": settings.publication.name,
@@ -170,7 +197,8 @@ def _fill(settings: Settings, key: str, *, lead: str, count: int, themes: list[s
 def digest_view(session: Session, digest: Digest) -> DigestView:
     """The stored digest as a plain value, briefings in the order they were chosen."""
     mailing_list = session.get(MailingList, digest.list_id)
-    assert mailing_list is not None and digest.id is not None
+    assert mailing_list is not None
+    assert digest.id is not None
     rows = session.exec(
         select(DigestItem, Briefing)
         .join(Briefing, col(Briefing.id) == DigestItem.briefing_id)

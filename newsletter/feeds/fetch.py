@@ -80,14 +80,16 @@ def fetch(
         moved_to = str(response.url)
     final_url = str(response.url)
     if response.status_code == 304:
-        return FetchResult("not_modified", final_url, etag=etag, last_modified=last_modified,
-                           moved_to=moved_to)
+        return FetchResult(
+            "not_modified", final_url, etag=etag, last_modified=last_modified, moved_to=moved_to
+        )
     if response.status_code == 410:
         return FetchResult("gone", final_url, moved_to=moved_to)
     if response.status_code >= 400:
         raise FeedError(
             f"feed {name!r}: {url} answered HTTP {response.status_code}",
-            hint="check the URL in config.toml" if response.status_code < 500
+            hint="check the URL in config.toml"
+            if response.status_code < 500
             else "the server has a problem; it will be tried again on the next fetch",
         )
     content = response.content
@@ -97,7 +99,9 @@ def fetch(
         "ok",
         final_url,
         content=content,
-        headers={k.lower(): v for k, v in response.headers.items() if k.lower() != "content-encoding"},
+        headers={
+            k.lower(): v for k, v in response.headers.items() if k.lower() != "content-encoding"
+        },
         etag=response.headers.get("etag"),
         last_modified=response.headers.get("last-modified"),
         moved_to=moved_to,
@@ -112,7 +116,7 @@ def _read_file(name: str, url: str) -> FetchResult:
     except FileNotFoundError:
         raise FeedError(
             f"feed {name!r}: no such file {path}",
-            hint="fix the feed's url in config.toml (a relative path starts at config.toml's folder)",
+            hint="fix the feed's url in config.toml (relative paths start at its folder)",
         ) from None
     except OSError as exc:
         raise FeedError(f"feed {name!r}: cannot read {path}: {exc.strerror}") from None

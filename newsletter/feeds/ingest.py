@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -40,8 +41,15 @@ class CleanEntry:
     @property
     def content_hash(self) -> str:
         digest = hashlib.sha256()
-        for part in (self.title, self.dek, self.body_html, self.source_name, self.source_url,
-                     self.url, *self.tags):
+        for part in (
+            self.title,
+            self.dek,
+            self.body_html,
+            self.source_name,
+            self.source_url,
+            self.url,
+            *self.tags,
+        ):
             digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
         return digest.hexdigest()
 
@@ -87,27 +95,33 @@ def store_entries(
             continue
         now = utcnow()
         themes = classify(clean.tags, f"{clean.title}\n{clean.dek}")
+        fields: dict[str, Any] = {
+            "url": clean.url,
+            "title": clean.title,
+            "dek": clean.dek,
+            "body_html": clean.body_html,
+            "key_points": clean.key_points,
+            "themes": themes,
+            "source_name": clean.source_name,
+            "source_url": clean.source_url,
+            "content_hash": digest,
+            "updated_at": now,
+        }
         if existing is None:
             briefing = Briefing(
-                feed_id=feed.id, guid=clean.guid, first_seen_at=now,
+                feed_id=feed.id,
+                guid=clean.guid,
+                first_seen_at=now,
                 published_at=clean.published or now,
-            )  # fmt: skip
+                **fields,
+            )
             counts.new += 1
         else:
             briefing = existing
+            briefing.sqlmodel_update(fields)
             if clean.published:
                 briefing.published_at = clean.published
             counts.updated += 1
-        briefing.url = clean.url
-        briefing.title = clean.title
-        briefing.dek = clean.dek
-        briefing.body_html = clean.body_html
-        briefing.key_points = clean.key_points
-        briefing.themes = themes
-        briefing.source_name = clean.source_name
-        briefing.source_url = clean.source_url
-        briefing.content_hash = digest
-        briefing.updated_at = now
         session.add(briefing)
         session.commit()
     return counts

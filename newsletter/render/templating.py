@@ -39,7 +39,7 @@ class RenderedDigest:
 def _environment(folder: Path, *, html: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
-        autoescape=html,
+        autoescape=html,  # noqa: S701 (the text part is plain text, never shown as HTML)
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -71,7 +71,7 @@ def render_digest(view: DigestView, settings: Settings, folder: Path = TEMPLATES
         source = _environment(folder, html=True).get_template(HTML_TEMPLATE).render(context)
         text = _environment(folder, html=False).get_template(TEXT_TEMPLATE).render(context)
     except jinja2.TemplateNotFound as exc:
-        raise TemplateError(f"{folder / exc.name}: template not found") from None
+        raise TemplateError(f"{folder / (exc.name or HTML_TEMPLATE)}: template not found") from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{folder}: template error: {exc}") from None
     return RenderedDigest(

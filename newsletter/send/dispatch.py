@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -78,13 +77,11 @@ def snapshot_audience(session: Session, digest: Digest) -> int:
             Subscriber.status == SubscriberStatus.ACTIVE,
         )
     )
-    result = session.execute(
-        insert(Delivery).from_select(["digest_id", "subscriber_id"], audience)
-    )
+    result = session.execute(insert(Delivery).from_select(["digest_id", "subscriber_id"], audience))
     digest.status = DigestStatus.SENDING
     session.add(digest)
     session.commit()
-    return int(result.rowcount or 0)
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def ledger_counts(session: Session, digest_id: int) -> dict[str, int]:
@@ -93,7 +90,7 @@ def ledger_counts(session: Session, digest_id: int) -> dict[str, int]:
         .where(Delivery.digest_id == digest_id)
         .group_by(col(Delivery.status))
     ).all()
-    return {status: count for status, count in rows}
+    return dict(rows)
 
 
 class Dispatcher:
@@ -135,8 +132,10 @@ class Dispatcher:
         now = utcnow()
         session.execute(
             update(Delivery)
-            .where(col(Delivery.digest_id) == self.digest_id,
-                   col(Delivery.status) == DeliveryStatus.DEFERRED)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status) == DeliveryStatus.DEFERRED,
+            )
             .values(status=DeliveryStatus.QUEUED, attempts=0, next_attempt_at=None)
         )
         self._reclaim_expired(session, now)
@@ -146,9 +145,11 @@ class Dispatcher:
         expired = now - timedelta(seconds=self.retry.lease_seconds)
         result = session.execute(
             update(Delivery)
-            .where(col(Delivery.digest_id) == self.digest_id,
-                   col(Delivery.status) == DeliveryStatus.SENDING,
-                   col(Delivery.claimed_at) < expired)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status) == DeliveryStatus.SENDING,
+                col(Delivery.claimed_at) < expired,
+            )
             .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_at=None)
         )
         return int(getattr(result, "rowcount", 0) or 0)
@@ -157,22 +158,30 @@ class Dispatcher:
         now = utcnow()
         due = (
             select(Delivery.subscriber_id)
-            .where(col(Delivery.digest_id) == self.digest_id,
-                   col(Delivery.status) == DeliveryStatus.QUEUED,
-                   (col(Delivery.next_attempt_at).is_(None)) | (col(Delivery.next_attempt_at) <= now))
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status) == DeliveryStatus.QUEUED,
+                (col(Delivery.next_attempt_at).is_(None)) | (col(Delivery.next_attempt_at) <= now),
+            )
             .order_by(col(Delivery.subscriber_id))
             .limit(limit)
         )
         if self.database.engine.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
-        claimed = session.execute(
-            update(Delivery)
-            .where(col(Delivery.digest_id) == self.digest_id,
-                   col(Delivery.subscriber_id).in_(due.scalar_subquery()),
-                   col(Delivery.status) == DeliveryStatus.QUEUED)
-            .values(status=DeliveryStatus.SENDING, claimed_by=self.owner, claimed_at=now)
-            .returning(col(Delivery.subscriber_id))
-        ).scalars().all()
+        claimed = (
+            session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.digest_id) == self.digest_id,
+                    col(Delivery.subscriber_id).in_(due.scalar_subquery()),
+                    col(Delivery.status) == DeliveryStatus.QUEUED,
+                )
+                .values(status=DeliveryStatus.SENDING, claimed_by=self.owner, claimed_at=now)
+                .returning(col(Delivery.subscriber_id))
+            )
+            .scalars()
+            .all()
+        )
         session.commit()
         if not claimed:
             return []
@@ -184,12 +193,14 @@ class Dispatcher:
     def _next_wake(self, session: Session) -> datetime | None:
         """When a queued retry falls due or someone else's claim expires; None when all is done."""
         retry_at = session.exec(
-            select(func.min(Delivery.next_attempt_at))
-            .where(Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.QUEUED)
+            select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.QUEUED
+            )
         ).first()
         claimed_at = session.exec(
-            select(func.min(Delivery.claimed_at))
-            .where(Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.SENDING)
+            select(func.min(Delivery.claimed_at)).where(
+                Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.SENDING
+            )
         ).first()
         candidates = []
         if retry_at is not None:
@@ -197,16 +208,26 @@ class Dispatcher:
         if claimed_at is not None:
             candidates.append(_aware(claimed_at) + timedelta(seconds=self.retry.lease_seconds))
         queued_now = session.exec(
-            select(func.count()).select_from(Delivery).where(
-                Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.QUEUED,
-                col(Delivery.next_attempt_at).is_(None))
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.digest_id == self.digest_id,
+                Delivery.status == DeliveryStatus.QUEUED,
+                col(Delivery.next_attempt_at).is_(None),
+            )
         ).one()
         if queued_now:
             return utcnow()
         return min(candidates) if candidates else None
 
-    def _record(self, session: Session, subscriber: Subscriber, error: DeliveryRefused | None,
-                message_id: str, summary: SendSummary) -> Outcome:
+    def _record(
+        self,
+        session: Session,
+        subscriber: Subscriber,
+        error: DeliveryRefused | None,
+        message_id: str,
+        summary: SendSummary,
+    ) -> Outcome:
         row = session.get(Delivery, (self.digest_id, subscriber.id))
         assert row is not None
         now = utcnow()
@@ -248,10 +269,12 @@ class Dispatcher:
         if subscriber_ids:
             session.execute(
                 update(Delivery)
-                .where(col(Delivery.digest_id) == self.digest_id,
-                       col(Delivery.subscriber_id).in_(subscriber_ids),
-                       col(Delivery.status) == DeliveryStatus.SENDING,
-                       col(Delivery.claimed_by) == self.owner)
+                .where(
+                    col(Delivery.digest_id) == self.digest_id,
+                    col(Delivery.subscriber_id).in_(subscriber_ids),
+                    col(Delivery.status) == DeliveryStatus.SENDING,
+                    col(Delivery.claimed_by) == self.owner,
+                )
                 .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_at=None)
             )
             session.commit()
@@ -342,8 +365,10 @@ class Dispatcher:
 
     def _finish(self, session: Session, summary: SendSummary) -> None:
         counts = ledger_counts(session, self.digest_id)
-        open_rows = sum(counts.get(s, 0) for s in
-                        (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED))
+        open_rows = sum(
+            counts.get(s, 0)
+            for s in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+        )
         if open_rows == 0:
             digest = session.get(Digest, self.digest_id)
             assert digest is not None
@@ -353,7 +378,7 @@ class Dispatcher:
 
 
 def _blames_sender(error: DeliveryRefused) -> bool:
-    """5.7.x policy refusals (DMARC, blocked IP) are about us, not the reader: stop, don't suppress."""
+    """5.7.x refusals (DMARC, blocked IP) are about us, not the reader: stop, don't suppress."""
     return error.permanent and (enhanced_status(error.message) or "").startswith("5.7.")
 
 

@@ -1,4 +1,4 @@
-"""A local Maildir as the outbox: every message becomes one file, written atomically (tmp/ -> new/)."""
+"""A local Maildir as the outbox: one file per message, written atomically (tmp/ -> new/)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ class MaildirTransport:
         try:
             self._maildir.add((trace + message).replace(b"\r\n", b"\n"))
         except OSError as exc:
-            raise TransportError(f"cannot write to the Maildir {self.path}: {exc.strerror}") from None
+            raise TransportError(
+                f"cannot write to the Maildir {self.path}: {exc.strerror}"
+            ) from None
 
     def close(self) -> None:
         self._maildir.close()

@@ -31,8 +31,9 @@ class SmtpTransport:
         try:
             client: smtplib.SMTP
             if smtp.security == "tls":
-                client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout,
-                                          context=tls_context(smtp.ca_file))
+                client = smtplib.SMTP_SSL(
+                    smtp.host, smtp.port, timeout=smtp.timeout, context=tls_context(smtp.ca_file)
+                )
             else:
                 client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
             client.ehlo_or_helo_if_needed()

@@ -1,0 +1,185 @@
+"""Shared fixtures: a project folder with its own config, a real SMTP server, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpus"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Enough TOML for config files: tables and arrays of tables of plain values."""
+    lines: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                lines.append(f"[[{key}]]")
+                lines += [f"{k} = {toml_value(v)}" for k, v in item.items()]
+        else:
+            lines.insert(0, f"{key} = {toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+@dataclass
+class Project:
+    """A copy of the shipped config, sample feed and subscriber list in a temporary folder."""
+
+    folder: Path
+    runner: CliRunner = field(default_factory=CliRunner)
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / "config.toml"
+
+    def config(self) -> dict[str, Any]:
+        return tomllib.loads(self.config_path.read_text())
+
+    def write_config(self, data: dict[str, Any]) -> None:
+        self.config_path.write_text(dump_toml(data))
+
+    def update(self, section: str, **values: Any) -> None:
+        data = self.config()
+        data.setdefault(section, {}).update(values)
+        self.write_config(data)
+
+    def cli(self, *args: str, expect: int | None = 0) -> Any:
+        result = self.runner.invoke(app, ["--config", str(self.config_path), *args])
+        if expect is not None and result.exit_code != expect:
+            raise AssertionError(
+                f"exit {result.exit_code} != {expect} for {args}\n{result.output}\n"
+                f"{result.exception!r}"
+            )
+        return result
+
+    def outbox(self) -> list[EmailMessage]:
+        new = self.folder / "outbox" / "new"
+        return [parse(path.read_bytes()) for path in sorted(new.iterdir())] if new.exists() else []
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    for name in ("config.toml",):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "samples", tmp_path / "samples")
+    shutil.copytree(ROOT / "subscribers", tmp_path / "subscribers")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-0123456789abcdef0123456789")
+    return Project(tmp_path)
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return parse(self.data)
+
+
+class RecordingHandler:
+    """Keeps every accepted message; `replies` maps a recipient to canned RCPT replies."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.replies: dict[str, list[str]] = {}
+        self.rcpt_attempts: dict[str, int] = {}
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        self.rcpt_attempts[address] = self.rcpt_attempts.get(address, 0) + 1
+        queued = self.replies.get(address)
+        reply = (queued.pop(0) if len(queued) > 1 else queued[0]) if queued else "250 OK"
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), content))
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    handler: RecordingHandler
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, handler)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_project(project: Project, smtp_server: SmtpServer) -> Project:
+    project.update("delivery", transport="smtp")
+    project.update("smtp", host=smtp_server.host, port=smtp_server.port, concurrency=3, timeout=10)
+    return project
+
+
+Factory = Callable[..., Any]
