@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,8 +43,8 @@ subscribers_app = typer.Typer(
 )
 app.add_typer(subscribers_app, name="subscribers")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 T = TypeVar("T")
 
 ConfigOption = Annotated[
@@ -75,9 +76,9 @@ class State:
 
 def _fail(error: NewsletterError) -> NoReturn:
     for line in error.message.splitlines():
-        err.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(line)}", markup=True)
     if error.hint:
-        err.print(f"  {error.hint}", soft_wrap=True)
+        err.print(f"  {error.hint}")
     raise typer.Exit(error.exit_code)
 
 
@@ -124,6 +125,9 @@ def init(ctx: typer.Context) -> None:
     out.print(f"Link-signing key: {report.key_origin}")
 
 
+_STATUS_STYLES = {"ok": "green", "error": "red", "gone": "yellow"}
+
+
 @app.command()
 def fetch(
     ctx: typer.Context,
@@ -135,14 +139,12 @@ def fetch(
         reports = _run(lambda: pipeline.fetch_feeds(settings, on_feed=lambda _r: advance()))
     table = Table("Feed", "Status", "New", "Updated", title="Fetch")
     for report in reports:
-        status = {"ok": "[green]ok[/green]", "error": "[red]error[/red]"}.get(
-            report.status, report.status
-        )
+        status = Text(report.status, style=_STATUS_STYLES.get(report.status, ""))
         table.add_row(report.name, status, str(report.counts.new), str(report.counts.updated))
     out.print(table)
     for report in reports:
         if report.error:
-            err.print(f"{report.name}: {report.error}", soft_wrap=True)
+            err.print(f"{report.name}: {report.error}")
     failed = [r for r in reports if r.status == "error"]
     new = sum(r.counts.new for r in reports)
     updated = sum(r.counts.updated for r in reports)
@@ -166,7 +168,7 @@ def subscribers_import(
         lambda: pipeline.import_subscribers(settings, file, list_slug, skip_invalid=skip_invalid)
     )
     for problem in report.skipped:
-        err.print(f"skipped {problem}", soft_wrap=True)
+        err.print(f"skipped {problem}")
     out.print(
         f"{file}: {report.added} added, {report.unchanged} already subscribed, "
         f"{report.suppressed} suppressed (left earlier; not re-added), "

@@ -38,11 +38,15 @@ class Envelope:
 
 def _header(name: str, value: str, *, long_line: bool = False) -> bytes:
     folding = _LONG_LINE_POLICY if long_line else _HEADER_POLICY
-    return folding.fold_binary(name, single_line(value))
+    # Through the header registry, so non-ASCII words become RFC 2047 encoded words.
+    header = folding.header_factory(name, single_line(value))
+    return header.fold(policy=folding).encode("ascii")
 
 
 def _qp(data: str) -> bytes:
-    return binascii.b2a_qp(data.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    encoded = binascii.b2a_qp(data.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    # b2a_qp breaks lines with LF unless its input had CRLF; the wire wants CRLF everywhere.
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,10 @@ class PreparedMessage:
                 _header("List-Unsubscribe", unsubscribe, long_line=True),
                 self._mime_head,
                 self._text.render(recipient),
+                CRLF,  # the CRLF before a boundary belongs to the boundary, not to the text
                 self._between,
                 self._html.render(recipient),
+                CRLF,
                 self._tail,
             )
         )
