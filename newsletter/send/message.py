@@ -40,7 +40,8 @@ def _header(name: str, value: str, *, long_line: bool = False) -> bytes:
     folding = _LONG_LINE_POLICY if long_line else _HEADER_POLICY
     # Through the header registry, so non-ASCII words become RFC 2047 encoded words.
     header = folding.header_factory(name, single_line(value))
-    return header.fold(policy=folding).encode("ascii")
+    folded: str = header.fold(policy=folding)
+    return folded.encode("ascii")
 
 
 def _qp(data: str) -> bytes:
