@@ -275,6 +275,9 @@ def _advance(progress: Progress, task: TaskID, outcome: str) -> None:
         progress.advance(task)
 
 
+_LEDGER_COLUMNS = ("queued", "sending", "sent", "deferred", "failed")
+
+
 @app.command()
 def status(
     ctx: typer.Context,
@@ -283,33 +286,14 @@ def status(
     """Show each digest and its delivery ledger: queued, sent, deferred, failed."""
     settings = _settings(ctx)
     rows = _run(lambda: pipeline.digest_statuses(settings, list_slug))
-    table = Table(
-        "Digest",
-        "List",
-        "Status",
-        "Briefings",
-        "Queued",
-        "Sending",
-        "Sent",
-        "Deferred",
-        "Failed",
-        "Subject",
-        title="Digests",
-    )
+    if not rows:
+        out.print("No digests yet.")
     for row in rows:
-        counts = row.counts
-        table.add_row(
-            str(row.digest_id),
-            row.list_slug,
-            row.status,
-            str(row.briefings),
-            *(
-                str(counts.get(key, 0))
-                for key in ("queued", "sending", "sent", "deferred", "failed")
-            ),
-            row.subject,
+        out.print(
+            f"#{row.digest_id} {row.list_slug}: {row.status}, {row.briefings} briefing(s), "
+            f"“{row.subject}”"
         )
-    out.print(table if rows else "No digests yet.")
+        out.print("    " + " · ".join(f"{key} {row.counts.get(key, 0)}" for key in _LEDGER_COLUMNS))
 
 
 @contextmanager

@@ -66,7 +66,8 @@ def _entry(raw: Any) -> ParsedEntry:
         summary_html=str(raw.get("summary", "") or ""),
         content_html=content_html,
         tags=tuple(str(tag.get("term") or "") for tag in raw.get("tags", []) if tag.get("term")),
-        published=_when(raw.get("published_parsed") or raw.get("updated_parsed")),
+        # dict.get: feedparser's own .get maps a missing key to the other one, with a warning.
+        published=_when(dict.get(raw, "published_parsed") or dict.get(raw, "updated_parsed")),
         source_name=str(source.get("title", "") or ""),
         source_url=str(source.get("href") or source.get("link") or ""),
     )

@@ -1,0 +1,120 @@
+"""The ledger against a real SMTP server that misbehaves: retries, refusals, resumption."""
+
+from __future__ import annotations
+
+from email.utils import getaddresses
+
+from newsletter import pipeline
+from newsletter.config import load_settings
+from newsletter.send.dispatch import RetryPolicy
+from tests.conftest import Project, SmtpServer
+
+FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.05, lease_seconds=5)
+
+
+def prepare(project: Project) -> None:
+    project.cli("fetch")
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+
+
+def send(project: Project, retry: RetryPolicy = FAST_RETRY) -> pipeline.SendReport:
+    return pipeline.send(load_settings(project.config_path), "weekly", retry=retry)
+
+
+def delivered_to(server: SmtpServer) -> list[str]:
+    return sorted(rcpt for received in server.received for rcpt in received.recipients)
+
+
+def test_transient_refusals_are_retried_until_delivered(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    prepare(smtp_project)
+    smtp_server.handler.replies["ada@example.com"] = ["451 4.3.0 Try again later", "250 OK"]
+    smtp_server.handler.replies["linus@example.com"] = [
+        "421 4.7.0 Too many connections",
+        "450 4.2.1 Slow down",
+        "250 OK",
+    ]
+    report = send(smtp_project)
+    assert report.summary.sent == 6
+    assert report.summary.retried == 3
+    assert delivered_to(smtp_server).count("ada@example.com") == 1
+    assert smtp_server.handler.rcpt_attempts["linus@example.com"] == 3
+
+
+def test_retries_run_out_into_deferred_and_the_next_send_finishes(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    prepare(smtp_project)
+    smtp_server.handler.replies["ada@example.com"] = ["451 4.3.0 Try again later"]
+    first = send(smtp_project)
+    assert (first.summary.sent, first.summary.deferred) == (5, 1)
+    status = smtp_project.cli("status").output
+    assert "sending" in status  # the digest is not done while someone is deferred
+    smtp_server.handler.replies.clear()
+    second = send(smtp_project)
+    assert second.resumed
+    assert second.summary.sent == 1
+    assert delivered_to(smtp_server).count("ada@example.com") == 1
+    assert len(smtp_server.received) == 6
+    assert "Nothing new" in smtp_project.cli("send", "--list", "weekly", "--yes").output
+
+
+def test_unknown_mailbox_fails_and_suppresses_only_that_reader(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    prepare(smtp_project)
+    smtp_server.handler.replies["ada@example.com"] = ["550 5.1.1 No such user"]
+    smtp_server.handler.replies["linus@example.com"] = ["552 5.2.2 Mailbox full"]
+    report = send(smtp_project)
+    assert (report.summary.sent, report.summary.failed, report.summary.suppressed) == (4, 2, 1)
+    # The next digest skips the bounced address but still tries the full mailbox.
+    feed = smtp_project.folder / "samples" / "briefings.xml"
+    feed.write_text(
+        feed.read_text().replace(
+            "</channel>",
+            "<item><title>Late news</title><guid>late</guid>"
+            "<link>https://signaldesk.example/late</link></item></channel>",
+        )
+    )
+    smtp_project.cli("fetch")
+    smtp_server.handler.replies.clear()
+    smtp_server.handler.received.clear()
+    send(smtp_project)
+    recipients = delivered_to(smtp_server)
+    assert "ada@example.com" not in recipients
+    assert "linus@example.com" in recipients
+
+
+def test_policy_refusal_stops_the_send_and_keeps_everyone_queued(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    prepare(smtp_project)
+    for address in (
+        "ada@example.com",
+        "grace@example.com",
+        "linus@example.com",
+        "margaret@example.com",
+        "alan@example.com",
+        "zoe@example.com",
+    ):
+        smtp_server.handler.replies[address] = ["550 5.7.26 DMARC policy violation"]
+    result = smtp_project.cli("send", "--list", "weekly", "--yes", expect=1)
+    assert "refused the sender" in result.output
+    assert "0 failed" not in result.output
+    smtp_server.handler.replies.clear()
+    report = send(smtp_project)
+    assert report.summary.sent == 6
+    assert len({getaddresses([str(r.message["To"])])[0][1] for r in smtp_server.received}) == 6
+
+
+def test_unreachable_server_is_one_clear_error_and_nothing_is_lost(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    prepare(smtp_project)
+    port = smtp_server.port
+    smtp_project.update("smtp", port=1)
+    result = smtp_project.cli("send", "--list", "weekly", "--yes", expect=1)
+    assert "cannot connect to the SMTP server 127.0.0.1:1" in result.output
+    smtp_project.update("smtp", port=port)
+    assert "6 sent" in smtp_project.cli("send", "--list", "weekly", "--yes").output

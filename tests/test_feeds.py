@@ -1,0 +1,138 @@
+"""Feed ingestion on the sample feed and on the real-world corpus."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from newsletter.config import load_settings
+from newsletter.db import Database
+from newsletter.errors import FeedError
+from newsletter.feeds.ingest import clean_entry
+from newsletter.feeds.parse import parse_feed
+from newsletter.models import Briefing
+from tests.conftest import CORPUS, Project
+
+FEEDS = CORPUS / "feeds"
+ACTIVE_CONTENT = re.compile(
+    r"<\s*(script|iframe|object|embed|style|form|input|applet|meta|link|frame|svg|math)\b"
+    r"|<[^>]*\son\w+\s*="
+    r"|(href|src)\s*=\s*[\"']?\s*(javascript|vbscript|data):",
+    re.IGNORECASE,
+)
+
+
+def briefings(project: Project) -> list[Briefing]:
+    database = Database(load_settings(project.config_path))
+    with database.session() as session:
+        rows = list(session.exec(select(Briefing).order_by(Briefing.id)).all())
+    database.dispose()
+    return rows
+
+
+def by_guid(project: Project) -> dict[str, Briefing]:
+    return {b.guid.removeprefix("signaldesk-briefing-"): b for b in briefings(project)}
+
+
+def test_sample_feed_ingests_with_themes_attribution_and_clean_html(project: Project) -> None:
+    output = project.cli("fetch").output
+    assert "15 new" in output
+    stored = by_guid(project)
+    assert len(stored) == 15
+    assert stored["brackwater-water-ransomware-billing"].themes[0] == "Security"
+    assert stored["short-sea-freight-rates-ease"].themes == ["Logistics"]  # keyword only
+    assert stored["westbrook-library-sunday-hours"].themes == ["More briefings"]  # fallback
+    chips = stored["chips-and-tariffs-levy-delayed"]
+    assert chips.title.startswith("Chips & tariffs")
+    assert chips.source_name == "Capitol Brief"
+    assert chips.source_url.startswith("https://")
+    for briefing in stored.values():
+        assert len(briefing.key_points) == 3
+        assert briefing.dek
+        assert not ACTIVE_CONTENT.search(briefing.body_html)
+    linked = next(b for b in stored.values() if "standards" in b.body_html)
+    assert 'href="https://signaldesk.example/standards"' in linked.body_html
+    pictured = next(b for b in stored.values() if "<img" in b.body_html)
+    assert 'src="https://signaldesk.example/img/chart.png"' in pictured.body_html
+    assert 'alt="Freight volumes chart"' in pictured.body_html
+
+
+def test_refetch_adds_nothing_and_an_edit_updates_in_place(project: Project) -> None:
+    project.cli("fetch")
+    assert "0 new, 0 updated" in project.cli("fetch").output
+    feed = project.folder / "samples" / "briefings.xml"
+    feed.write_text(
+        feed.read_text().replace(
+            "Port of Valdera reopens after crane strike ends",
+            "Valdera port back at work as strike ends",
+        )
+    )
+    assert "0 new, 1 updated" in project.cli("fetch").output
+    stored = by_guid(project)
+    assert len(stored) == 15
+    assert stored["port-of-valdera-reopens-after-crane-strike-ends"].title == (
+        "Valdera port back at work as strike ends"
+    )
+
+
+def test_one_bad_feed_does_not_stop_the_others(project: Project) -> None:
+    data = project.config()
+    data["feeds"].insert(0, {"name": "Broken", "url": "missing/feed.xml"})
+    data["feeds"].append({"name": "Not a feed", "url": "subscribers/weekly.csv"})
+    project.write_config(data)
+    result = project.cli("fetch")
+    assert "15 new" in result.output
+    assert "2 failed" in result.output
+    assert "Broken: feed 'Broken': no such file" in result.output
+    assert project.cli("fetch", "--strict", expect=1).exit_code == 1
+
+
+def _corpus_rows(folder: str) -> list[dict[str, str]]:
+    with (FEEDS / folder / "FEEDPARSER_RESULTS.tsv").open(newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+@pytest.mark.parametrize("row", _corpus_rows("real"), ids=lambda row: row["file"])
+def test_real_feeds_parse_to_the_expected_entries(row: dict[str, str]) -> None:
+    path = FEEDS / "real" / row["file"]
+    parsed = parse_feed(path.read_bytes(), name=row["file"])
+    assert len(parsed.entries) == int(row["entries"])
+    for entry in parsed.entries:
+        clean = clean_entry(entry, parsed, path.as_uri())
+        assert clean.title.strip()
+        assert "\n" not in clean.title
+        assert "\r" not in clean.source_name
+        assert clean.guid
+        assert not ACTIVE_CONTENT.search(clean.body_html)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for folder in ("illformed", "encoding")
+        for p in (FEEDS / folder).iterdir()
+        if p.suffix in (".xml", ".rss", ".atom", ".rdf")
+    ),
+    ids=lambda p: p.name,
+)
+def test_broken_and_oddly_encoded_feeds_never_crash(path: Path) -> None:
+    try:
+        parsed = parse_feed(path.read_bytes(), name=path.name)
+    except FeedError as error:
+        assert path.name in str(error)
+        return
+    for entry in parsed.entries:
+        clean_entry(entry, parsed, path.as_uri())
+
+
+@pytest.mark.parametrize("path", sorted((FEEDS / "sanitize").glob("*.xml")), ids=lambda p: p.name)
+def test_hostile_html_comes_out_inert(path: Path) -> None:
+    parsed = parse_feed(path.read_bytes(), name=path.name)
+    for entry in parsed.entries:
+        clean = clean_entry(entry, parsed, "https://feed.example/")
+        assert not ACTIVE_CONTENT.search(clean.body_html), clean.body_html

@@ -1,0 +1,61 @@
+"""Subscriber imports: exact, atomic, and never re-subscribing someone who left."""
+
+from __future__ import annotations
+
+from tests.conftest import Project
+
+
+def write(project: Project, name: str, text: str) -> str:
+    path = project.folder / name
+    path.write_bytes(text.encode("utf-8"))
+    return str(path)
+
+
+def listed(project: Project) -> str:
+    return str(
+        project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly").output
+    )
+
+
+def test_a_bad_row_anywhere_writes_nothing(project: Project) -> None:
+    path = write(
+        project,
+        "bad.csv",
+        "email,name\nok@example.com,Ok\nnot-an-address,Bad\n"
+        "fine@example.com,Fine\nalso@bad@example.com,\n",
+    )
+    result = project.cli("subscribers", "import", path, "--list", "weekly", expect=1)
+    assert f"{path}:3: 'not-an-address' is not a valid e-mail address" in result.output
+    assert f"{path}:5:" in result.output
+    assert "nothing imported" in result.output
+    project.cli("fetch")
+    assert "0 subscriber(s)" in project.cli("send", "--list", "weekly", "--dry-run").output
+
+
+def test_skip_invalid_imports_the_good_rows(project: Project) -> None:
+    path = write(project, "mixed.csv", "\ufeffemail;name\nok@example.com;Ok\nbroken;No\n")
+    result = project.cli("subscribers", "import", path, "--list", "weekly", "--skip-invalid")
+    assert "1 added" in result.output
+    assert f"skipped {path}:3:" in result.output
+
+
+def test_case_variants_are_one_subscriber_and_reimport_is_idempotent(project: Project) -> None:
+    path = write(project, "case.csv", "email,name\nAda@Example.com,Ada\nada@EXAMPLE.COM,Ada 2\n")
+    assert "1 added" in project.cli("subscribers", "import", path, "--list", "weekly").output
+    # ada@example.com in the sample list is the same person as Ada@Example.com
+    assert "5 added, 1 already subscribed" in listed(project)
+    assert "0 added, 6 already subscribed" in listed(project)
+
+
+def test_unknown_list_is_a_clear_error(project: Project) -> None:
+    result = project.cli(
+        "subscribers", "import", "subscribers/weekly.csv", "--list", "daily", expect=1
+    )
+    assert "no list 'daily'" in result.output
+    assert "weekly" in result.output
+
+
+def test_missing_email_column_names_the_file(project: Project) -> None:
+    path = write(project, "nohead.csv", "ada@example.com,Ada\n")
+    result = project.cli("subscribers", "import", path, "--list", "weekly", expect=1)
+    assert f"{path}:1: the header row has no 'email' column" in result.output
