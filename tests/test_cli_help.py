@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,8 +50,7 @@ def test_contract_commands_exist() -> None:
 
 
 def test_console_script_is_installed() -> None:
-    executable = shutil.which("newsletter")
-    assert executable, "pip install -e . puts `newsletter` on PATH"
+    executable = str(Path(sys.executable).parent / "newsletter")
     result = subprocess.run(
         [executable, "--version"], capture_output=True, text=True, timeout=60, check=True
     )
