@@ -100,6 +100,12 @@ class Smtp(_Section):
     ca_file: Path | None = None
 
 
+class Fetch(_Section):
+    timeout: float = Field(default=20.0, gt=0, le=600)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    processes: int = Field(default=0, ge=0, le=64)  # parser processes; 0: one per CPU
+
+
 class FeedSource(_Section):
     name: Line
     url: str
@@ -138,6 +144,7 @@ class Settings(_Section):
     database: Database = Database()
     delivery: Delivery = Delivery()
     smtp: Smtp = Smtp()
+    fetch: Fetch = Fetch()
     feeds: tuple[FeedSource, ...] = ()
     themes: tuple[Theme, ...] = ()
     lists: tuple[MailingList, ...] = Field(min_length=1)

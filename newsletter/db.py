@@ -76,10 +76,11 @@ def sync_config(database: Database) -> None:
             feed = session.exec(select(models.Feed).where(models.Feed.name == source.name)).first()
             location = settings.feed_location(source)
             if feed is None:
-                session.add(models.Feed(name=source.name, url=location))
-            elif feed.url != location:
-                feed.url = location
+                session.add(models.Feed(name=source.name, config_url=location, url=location))
+            elif feed.config_url != location:
+                feed.config_url = feed.url = location
                 feed.etag = feed.last_modified = None
+                feed.disabled = False
         for declared in settings.lists:
             row = session.exec(
                 select(models.MailingList).where(models.MailingList.slug == declared.slug)

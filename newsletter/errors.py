@@ -16,6 +16,10 @@ class NewsletterError(Exception):
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def __reduce__(self) -> tuple[type[NewsletterError], tuple[str, str]]:
+        # Keeps the hint when the error crosses a process boundary (feeds parse in workers).
+        return (type(self), (self.message, self.hint))
+
 
 class ConfigError(NewsletterError):
     """config.toml is missing, unreadable, or has a missing or wrong key."""

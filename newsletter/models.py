@@ -70,7 +70,8 @@ class DeliveryStatus(StrEnum):
 class Feed(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True)
-    url: str
+    config_url: str  # as config.toml says; a change there starts the feed afresh
+    url: str  # where it is fetched now: follows permanent redirects
     etag: str | None = None
     last_modified: str | None = None
     last_fetched_at: datetime | None = _time(nullable=True)

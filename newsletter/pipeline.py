@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import (
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
 from dataclasses import dataclass, field
 from html import escape as escape_html
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlmodel import Session, col, func, select
 
@@ -19,9 +28,8 @@ from newsletter.db import Database, list_row, sync_config
 from newsletter.digest.builder import build_digest, digest_view, pending_digest
 from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import FeedError
-from newsletter.feeds.fetch import HttpClient, fetch, http_client
-from newsletter.feeds.ingest import IngestCounts, store_entries
-from newsletter.feeds.parse import parse_feed
+from newsletter.feeds.fetch import FetchResult, fetch, http_client
+from newsletter.feeds.ingest import CleanEntry, IngestCounts, prepare_entries, store_entries
 from newsletter.models import (
     Digest,
     DigestStatus,
@@ -46,6 +54,8 @@ from newsletter.send.maildir import MaildirTransport
 from newsletter.send.message import PreparedMessage
 from newsletter.send.smtp import SmtpTransport
 from newsletter.send.transport import Transport
+
+T = TypeVar("T")
 
 
 def open_database(settings: Settings) -> Database:
@@ -91,53 +101,108 @@ class FeedReport:
 def fetch_feeds(
     settings: Settings, on_feed: Callable[[FeedReport], None] | None = None
 ) -> list[FeedReport]:
-    """Fetch every enabled feed; one bad feed is reported and never stops the others."""
+    """Fetch every feed of config.toml at once (bounded), parse in worker processes, store.
+
+    One bad feed is reported and never stops the others; each entry is committed as stored.
+    """
     database = open_database(settings)
     matcher = ThemeMatcher(settings.themes, settings.digest.fallback_theme)
-    reports: list[FeedReport] = []
-    with database.session() as session, http_client() as client:
-        feeds = session.exec(
-            select(Feed).where(col(Feed.disabled).is_(False)).order_by(col(Feed.id))
-        ).all()
-        for feed in feeds:
-            report = _fetch_one(session, feed, client, matcher)
-            reports.append(report)
-            if on_feed:
-                on_feed(report)
-    database.dispose()
-    return reports
+    order = {source.name: index for index, source in enumerate(settings.feeds)}
+    reports: dict[str, FeedReport] = {}
 
+    def report(feed: Feed, outcome: FeedReport) -> None:
+        feed.last_fetched_at = utcnow()
+        feed.last_error = outcome.error or None
+        session.add(feed)
+        session.commit()
+        reports[feed.name] = outcome
+        if on_feed:
+            on_feed(outcome)
 
-def _fetch_one(
-    session: Session, feed: Feed, client: HttpClient, matcher: ThemeMatcher
-) -> FeedReport:
-    try:
-        result = fetch(
-            feed.name, feed.url, client=client, etag=feed.etag, last_modified=feed.last_modified
+    with database.session() as session:
+        feeds = sorted(
+            session.exec(
+                select(Feed).where(col(Feed.name).in_(order), col(Feed.disabled).is_(False))
+            ).all(),
+            key=lambda feed: order[feed.name],
         )
-        feed.last_fetched_at = utcnow()
-        if result.moved_to:
-            feed.url = result.moved_to
-        if result.status == "gone":
-            feed.disabled = True
-            feed.last_error = "the server says the feed is gone (HTTP 410); it is now disabled"
-            report = FeedReport(feed.name, "gone", error=feed.last_error)
-        elif result.status == "not_modified":
-            feed.last_error = None
-            report = FeedReport(feed.name, "not modified")
-        else:
-            parsed = parse_feed(result.content, name=feed.name, headers=result.headers)
-            counts = store_entries(session, feed, parsed, matcher.match)
-            feed.etag, feed.last_modified, feed.last_error = result.etag, result.last_modified, None
-            report = FeedReport(feed.name, "ok", counts)
-    except FeedError as exc:
-        session.rollback()
-        feed.last_fetched_at = utcnow()
-        feed.last_error = str(exc)
-        report = FeedReport(feed.name, "error", error=str(exc))
-    session.add(feed)
-    session.commit()
-    return report
+        with (
+            http_client(settings.fetch.timeout) as client,
+            ThreadPoolExecutor(settings.fetch.concurrency, "fetch") as downloads,
+            _parser_pool(settings, len(feeds)) as parsers,
+        ):
+            fetching = {
+                downloads.submit(
+                    fetch,
+                    feed.name,
+                    feed.url,
+                    client=client,
+                    etag=feed.etag,
+                    last_modified=feed.last_modified,
+                ): feed
+                for feed in feeds
+            }
+            parsing: dict[Future[list[CleanEntry]], tuple[Feed, FetchResult]] = {}
+            for future in as_completed(fetching):
+                feed = fetching[future]
+                try:
+                    result = future.result()
+                except FeedError as exc:
+                    report(feed, FeedReport(feed.name, "error", error=str(exc)))
+                    continue
+                if result.moved_to:
+                    feed.url = result.moved_to
+                if result.status == "gone":
+                    feed.disabled = True
+                    report(feed, FeedReport(feed.name, "gone", error=GONE))
+                elif result.status == "not_modified":
+                    report(feed, FeedReport(feed.name, "not modified"))
+                else:
+                    job = parsers.submit(
+                        prepare_entries, result.content, result.headers, feed.name, result.url
+                    )
+                    parsing[job] = (feed, result)
+            for job in as_completed(parsing):
+                feed, result = parsing[job]
+                try:
+                    counts = store_entries(session, feed, job.result(), matcher.match)
+                except FeedError as exc:
+                    session.rollback()
+                    report(feed, FeedReport(feed.name, "error", error=str(exc)))
+                    continue
+                except Exception as exc:  # one broken feed must not stop the rest
+                    session.rollback()
+                    error = f"feed {feed.name!r}: could not be processed: {exc!r}"
+                    report(feed, FeedReport(feed.name, "error", error=error))
+                    continue
+                feed.etag, feed.last_modified = result.etag, result.last_modified
+                report(feed, FeedReport(feed.name, "ok", counts))
+    database.dispose()
+    return [reports[feed.name] for feed in feeds if feed.name in reports]
+
+
+GONE = "the server says the feed is gone (HTTP 410); it is now disabled"
+
+
+class _InlineExecutor(Executor):
+    """Runs jobs at once in this process: for one feed a process pool costs more than it saves."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+
+def _parser_pool(settings: Settings, feeds: int) -> Executor:
+    workers = settings.fetch.processes or os.cpu_count() or 1
+    if feeds < 2 or workers < 2:
+        return _InlineExecutor()
+    # forkserver: forking a process that already runs download threads is unsafe.
+    context = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(min(workers, feeds), mp_context=context)
 
 
 # -- subscribers --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from newsletter.feeds.parse import ParsedEntry, ParsedFeed
+from newsletter.feeds.parse import ParsedEntry, ParsedFeed, parse_feed
 from newsletter.feeds.sanitize import clean_html, first_paragraph, key_points, plain_text
 from newsletter.models import Briefing, Feed, utcnow
 
@@ -78,14 +78,21 @@ def clean_entry(entry: ParsedEntry, feed: ParsedFeed, feed_url: str) -> CleanEnt
     )
 
 
+def prepare_entries(
+    content: bytes, headers: dict[str, str], name: str, url: str
+) -> list[CleanEntry]:
+    """Parse and clean a feed's bytes: pure CPU work, run in worker processes."""
+    parsed = parse_feed(content, name=name, headers=headers)
+    return [clean_entry(entry, parsed, url) for entry in parsed.entries]
+
+
 def store_entries(
-    session: Session, feed: Feed, parsed: ParsedFeed, classify: Classifier
+    session: Session, feed: Feed, entries: Iterable[CleanEntry], classify: Classifier
 ) -> IngestCounts:
     """Insert new briefings and update edited ones, committing each so a crash keeps the rest."""
     counts = IngestCounts()
     assert feed.id is not None
-    for entry in parsed.entries:
-        clean = clean_entry(entry, parsed, feed.url)
+    for clean in entries:
         digest = clean.content_hash
         existing = session.exec(
             select(Briefing).where(Briefing.feed_id == feed.id, Briefing.guid == clean.guid)

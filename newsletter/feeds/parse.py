@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import calendar
+import codecs
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import charset_normalizer
 import feedparser
 
 from newsletter.errors import FeedError
@@ -37,7 +40,7 @@ def parse_feed(data: bytes, *, name: str, headers: Mapping[str, str] | None = No
     """Parse feed bytes without feedparser's own sanitizer (we clean once, with nh3)."""
     parsed = feedparser.parse(
         data,
-        response_headers=dict(headers or {}),
+        response_headers=with_detected_charset(data, headers or {}),
         sanitize_html=False,
         resolve_relative_uris=False,
     )
@@ -53,6 +56,36 @@ def parse_feed(data: bytes, *, name: str, headers: Mapping[str, str] | None = No
         link=str(feed.get("link", "") or ""),
         entries=[_entry(raw) for raw in parsed.entries],
     )
+
+
+_XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=", re.IGNORECASE)
+_BOMS = (
+    codecs.BOM_UTF8,
+    codecs.BOM_UTF16_LE,
+    codecs.BOM_UTF16_BE,
+    codecs.BOM_UTF32_LE,
+    codecs.BOM_UTF32_BE,
+)
+
+
+def with_detected_charset(data: bytes, headers: Mapping[str, str]) -> dict[str, str]:
+    """The response headers, plus a detected charset when nothing declares one and not UTF-8.
+
+    feedparser assumes UTF-8 when neither HTTP nor the XML declaration names an encoding; many
+    real feeds are windows-1252 or legacy Asian encodings without saying so.
+    """
+    result = {key.lower(): value for key, value in headers.items()}
+    content_type = result.get("content-type", "")
+    if "charset=" in content_type.lower() or data.startswith(_BOMS) or _XML_ENCODING.match(data):
+        return result
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        best = charset_normalizer.from_bytes(data[:65536]).best()
+        if best is not None:
+            media_type = content_type.split(";")[0].strip() or "application/xml"
+            result["content-type"] = f"{media_type}; charset={best.encoding}"
+    return result
 
 
 def _entry(raw: Any) -> ParsedEntry:
