@@ -153,6 +153,20 @@ def fetch(
         raise typer.Exit(1)
 
 
+@app.command()
+def feeds(ctx: typer.Context) -> None:
+    """List the feeds with their last fetch, last error and how many briefings each gave."""
+    settings = _settings(ctx)
+    rows = _run(lambda: pipeline.feed_statuses(settings))
+    for row in rows:
+        fetched = f"{row.last_fetched_at:%Y-%m-%d %H:%M} UTC" if row.last_fetched_at else "never"
+        state = " (disabled)" if row.disabled else ""
+        out.print(f"{row.name}{state}: {row.briefings} briefing(s), last fetched {fetched}")
+        out.print(f"    {row.url}")
+        if row.last_error:
+            out.print(f"    last error: {row.last_error}")
+
+
 @subscribers_app.command("import")
 def subscribers_import(
     ctx: typer.Context,

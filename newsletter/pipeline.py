@@ -15,6 +15,7 @@ from concurrent.futures import (
     as_completed,
 )
 from dataclasses import dataclass, field
+from datetime import datetime
 from html import escape as escape_html
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from newsletter.errors import FeedError
 from newsletter.feeds.fetch import FetchResult, fetch, http_client
 from newsletter.feeds.ingest import CleanEntry, IngestCounts, prepare_entries, store_entries
 from newsletter.models import (
+    Briefing,
     Digest,
     DigestStatus,
     Feed,
@@ -203,6 +205,44 @@ def _parser_pool(settings: Settings, feeds: int) -> Executor:
     # forkserver: forking a process that already runs download threads is unsafe.
     context = multiprocessing.get_context("forkserver")
     return ProcessPoolExecutor(min(workers, feeds), mp_context=context)
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    name: str
+    url: str
+    disabled: bool
+    last_fetched_at: datetime | None
+    last_error: str | None
+    briefings: int
+
+
+def feed_statuses(settings: Settings) -> list[FeedStatus]:
+    """Every feed of config.toml with its last fetch, last error and briefing count."""
+    database = open_database(settings)
+    names = [source.name for source in settings.feeds]
+    with database.session() as session:
+        counts = dict(
+            session.exec(
+                select(Briefing.feed_id, func.count()).group_by(col(Briefing.feed_id))
+            ).all()
+        )
+        feeds = {
+            feed.name: feed
+            for feed in session.exec(select(Feed).where(col(Feed.name).in_(names))).all()
+        }
+    database.dispose()
+    return [
+        FeedStatus(
+            feed.name,
+            feed.url,
+            feed.disabled,
+            feed.last_fetched_at,
+            feed.last_error,
+            counts.get(feed.id or 0, 0),
+        )
+        for feed in (feeds[name] for name in names)
+    ]
 
 
 # -- subscribers --------------------------------------------------------------------------------

@@ -183,3 +183,11 @@ def smtp_project(project: Project, smtp_server: SmtpServer) -> Project:
 
 
 Factory = Callable[..., Any]
+
+
+@pytest.fixture
+def feed_server() -> Iterator[Any]:
+    from tests.feedserver import serve
+
+    with serve(CORPUS / "feeds") as server:
+        yield server
