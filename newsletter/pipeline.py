@@ -29,8 +29,9 @@ from newsletter.db import Database, list_row, sync_config
 from newsletter.digest.builder import build_digest, digest_view, pending_digest
 from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import FeedError
+from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchResult, fetch, http_client
-from newsletter.feeds.ingest import CleanEntry, IngestCounts, prepare_entries, store_entries
+from newsletter.feeds.ingest import IngestCounts, store_entries
 from newsletter.models import (
     Briefing,
     Digest,
@@ -128,6 +129,7 @@ def fetch_feeds(
             ).all(),
             key=lambda feed: order[feed.name],
         )
+        names = [feed.name for feed in feeds]
         with (
             http_client(settings.fetch.timeout) as client,
             ThreadPoolExecutor(settings.fetch.concurrency, "fetch") as downloads,
@@ -180,7 +182,7 @@ def fetch_feeds(
                 feed.etag, feed.last_modified = result.etag, result.last_modified
                 report(feed, FeedReport(feed.name, "ok", counts))
     database.dispose()
-    return [reports[feed.name] for feed in feeds if feed.name in reports]
+    return [reports[name] for name in names if name in reports]
 
 
 GONE = "the server says the feed is gone (HTTP 410); it is now disabled"
@@ -204,6 +206,7 @@ def _parser_pool(settings: Settings, feeds: int) -> Executor:
         return _InlineExecutor()
     # forkserver: forking a process that already runs download threads is unsafe.
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["newsletter.feeds.clean"])
     return ProcessPoolExecutor(min(workers, feeds), mp_context=context)
 
 

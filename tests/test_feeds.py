@@ -12,7 +12,7 @@ from sqlmodel import select
 from newsletter.config import load_settings
 from newsletter.db import Database
 from newsletter.errors import FeedError
-from newsletter.feeds.ingest import clean_entry
+from newsletter.feeds.clean import clean_entry
 from newsletter.feeds.parse import parse_feed
 from newsletter.models import Briefing
 from tests.conftest import CORPUS, Project

@@ -163,10 +163,12 @@ def test_illformed_encoded_and_hostile_feeds_over_http(
         assert "\n" not in briefing.title
 
 
-def test_feeds_command_lists_last_fetch_errors_and_counts(project: Project,
-                                                          feed_server: FeedServer) -> None:
-    configure(project, {"good": feed_server.url("real/bbc-urdu.rss"),
-                        "gone": feed_server.url("gone")})
+def test_feeds_command_lists_last_fetch_errors_and_counts(
+    project: Project, feed_server: FeedServer
+) -> None:
+    configure(
+        project, {"good": feed_server.url("real/bbc-urdu.rss"), "gone": feed_server.url("gone")}
+    )
     assert "last fetched never" in project.cli("feeds").output
     project.cli("fetch")
     output = project.cli("feeds").output

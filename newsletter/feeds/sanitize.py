@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import nh3
@@ -50,42 +49,18 @@ def clean_html(fragment: str, *, base_url: str = "") -> str:
     ).strip()
 
 
-class _TextExtractor(HTMLParser):
-    _BLOCKS = frozenset({"p", "br", "li", "div", "h1", "h2", "h3", "h4", "h5", "h6", "tr"})
-    _SKIP = frozenset({"script", "style", "template"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skipping += 1
-        elif tag in self._BLOCKS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP and self._skipping:
-            self._skipping -= 1
-        elif tag in self._BLOCKS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
+_BLOCK_BOUNDARY = re.compile(r"<(?=/?(?:p|br|li|div|h[1-6]|tr|td|blockquote)\b)", re.IGNORECASE)
+_FIRST_LIST = re.compile(r"<(ul|ol)\b[^>]*>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
+_LIST_ITEM = re.compile(r"<li\b[^>]*>(.*?)(?=<li\b|$)", re.IGNORECASE | re.DOTALL)
 
 
 def plain_text(fragment: str) -> str:
     """Text of an HTML fragment (or of plain text with entities) on one line, no control chars."""
     if "<" in fragment:
-        extractor = _TextExtractor()
-        extractor.feed(fragment)
-        extractor.close()
-        text = "".join(extractor.parts)
-    else:
-        text = html.unescape(fragment)
-    return single_line(text)
+        # nh3 with no allowed tags drops every tag, and script/style with their content.
+        spaced = _BLOCK_BOUNDARY.sub(" <", fragment)
+        fragment = nh3.clean(spaced, tags=set(), attributes={}, strip_comments=True)
+    return single_line(html.unescape(fragment))
 
 
 def single_line(text: str) -> str:
@@ -93,47 +68,17 @@ def single_line(text: str) -> str:
     return _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 
-class _ListItems(HTMLParser):
-    """Collects the text of each <li> in the first list of a fragment: a briefing's key points."""
+def key_points(clean_fragment: str, *, limit: int = 5) -> list[str]:
+    """The items of the first bulleted list, which briefings use for their key points.
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.items: list[str] = []
-        self._depth = 0
-        self._current: list[str] | None = None
-        self._done = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._done:
-            return
-        if tag in ("ul", "ol"):
-            self._depth += 1
-        elif tag == "li" and self._depth == 1:
-            self._current = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._done:
-            return
-        if tag == "li" and self._depth == 1 and self._current is not None:
-            text = single_line("".join(self._current))
-            if text:
-                self.items.append(text)
-            self._current = None
-        elif tag in ("ul", "ol") and self._depth:
-            self._depth -= 1
-            self._done = self._depth == 0
-
-    def handle_data(self, data: str) -> None:
-        if self._current is not None:
-            self._current.append(data)
-
-
-def key_points(fragment: str, *, limit: int = 5) -> list[str]:
-    """The items of the first bulleted list, which briefings use for their key points."""
-    parser = _ListItems()
-    parser.feed(fragment)
-    parser.close()
-    return parser.items[:limit]
+    Takes HTML already cleaned by clean_html, whose markup is regular enough for a pattern;
+    the first closing list tag ends the key points, so a nested list cuts them short.
+    """
+    found = _FIRST_LIST.search(clean_fragment)
+    if not found:
+        return []
+    items = (plain_text(item) for item in _LIST_ITEM.findall(found.group(2)))
+    return [item for item in items if item][:limit]
 
 
 def first_paragraph(fragment: str) -> str:

@@ -1,0 +1,89 @@
+"""Ingest benchmark: every feed in ../shared/corpus/feeds/real over local HTTP, cold and warm,
+beside a plain loop of feedparser.parse() with its defaults over the same bytes, in one run.
+
+    .venv/bin/python bench/ingest.py [--rounds 3]
+
+Prints a Markdown table to paste into bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import feedparser  # noqa: TID251 - the reference the benchmark compares against
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from newsletter import pipeline  # noqa: E402
+from newsletter.config import load_settings  # noqa: E402
+from tests.conftest import CORPUS, dump_toml  # noqa: E402
+from tests.feedserver import serve  # noqa: E402
+
+REAL = CORPUS / "feeds" / "real"
+
+
+def plain_loop(files: list[Path]) -> tuple[float, int]:
+    started = time.perf_counter()
+    entries = sum(len(feedparser.parse(path.read_bytes()).entries) for path in files)
+    return time.perf_counter() - started, entries
+
+
+def ingest(folder: Path, urls: dict[str, str]) -> tuple[float, float, int]:
+    config = tomllib_config(folder, urls)
+    settings = load_settings(config)
+    started = time.perf_counter()
+    cold = pipeline.fetch_feeds(settings)
+    cold_seconds = time.perf_counter() - started
+    assert all(report.status == "ok" for report in cold), [r.error for r in cold if r.error]
+    started = time.perf_counter()
+    warm = pipeline.fetch_feeds(settings)
+    warm_seconds = time.perf_counter() - started
+    assert all(report.status == "not modified" for report in warm)
+    return cold_seconds, warm_seconds, sum(report.counts.new for report in cold)
+
+
+def tomllib_config(folder: Path, urls: dict[str, str]) -> Path:
+    shipped = (ROOT / "config.toml").read_text()
+    import tomllib
+
+    data = tomllib.loads(shipped)
+    data["feeds"] = [{"name": name, "url": url} for name, url in urls.items()]
+    data["database"] = {"url": f"sqlite:///{folder / 'bench.db'}"}
+    path = folder / "config.toml"
+    path.write_text(dump_toml(data))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    rounds = parser.parse_args().rounds
+    files = sorted(p for p in REAL.iterdir() if p.suffix in (".rss", ".atom", ".rdf", ".xml"))
+    rows = []
+    with serve(CORPUS / "feeds") as server:
+        urls = {path.name: server.url(f"real/{path.name}") for path in files}
+        for round_number in range(1, rounds + 1):
+            plain_seconds, entries = plain_loop(files)
+            with tempfile.TemporaryDirectory() as folder:
+                cold, warm, briefings = ingest(Path(folder), urls)
+            rows.append((round_number, plain_seconds, cold, warm, entries, briefings))
+    print(f"{len(files)} feeds, {rows[0][4]} entries (feedparser), {rows[0][5]} briefings stored\n")
+    print(
+        "| round | plain feedparser loop | cold ingest (HTTP+parse+clean+store) | "
+        "speed-up | warm (all 304) | cold feeds/s | cold briefings/s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for number, plain, cold, warm, _entries, briefings in rows:
+        print(
+            f"| {number} | {plain:.2f} s | {cold:.2f} s | {plain / cold:.1f}x | {warm:.3f} s | "
+            f"{len(files) / cold:.1f} | {briefings / cold:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Parsed entries -> clean values. Pure CPU work with light imports: it runs in worker processes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from newsletter.feeds.parse import ParsedEntry, ParsedFeed, parse_feed
+from newsletter.feeds.sanitize import clean_html, first_paragraph, key_points, plain_text
+
+MAX_DEK_CHARS = 400
+
+
+@dataclass(frozen=True)
+class CleanEntry:
+    guid: str
+    url: str
+    title: str
+    dek: str
+    body_html: str
+    key_points: list[str]
+    source_name: str
+    source_url: str
+    published: datetime | None
+    tags: tuple[str, ...]
+
+    @property
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for part in (
+            self.title,
+            self.dek,
+            self.body_html,
+            self.source_name,
+            self.source_url,
+            self.url,
+            *self.tags,
+        ):
+            digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        return digest.hexdigest()
+
+
+def clean_entry(entry: ParsedEntry, feed: ParsedFeed, feed_url: str) -> CleanEntry:
+    url = entry.link or feed.link or feed_url
+    body = clean_html(entry.content_html or entry.summary_html, base_url=url)
+    dek = plain_text(entry.summary_html) if entry.content_html else first_paragraph(body)
+    if len(dek) > MAX_DEK_CHARS:
+        dek = dek[: MAX_DEK_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    title = plain_text(entry.title) or dek[:80] or "(untitled)"
+    identity = entry.guid.strip() or entry.link.strip()
+    if not identity:
+        identity = "sha256:" + hashlib.sha256(f"{title}\0{body}".encode()).hexdigest()
+    return CleanEntry(
+        guid=identity,
+        url=url,
+        title=title,
+        dek=dek,
+        body_html=body,
+        key_points=key_points(body),
+        source_name=plain_text(entry.source_name) or plain_text(feed.title) or url,
+        source_url=entry.source_url.strip() or feed.link or url,
+        published=entry.published,
+        tags=entry.tags,
+    )
+
+
+def prepare_entries(
+    content: bytes, headers: dict[str, str], name: str, url: str
+) -> list[CleanEntry]:
+    """Parse and clean a feed's bytes: pure CPU work, run in worker processes."""
+    parsed = parse_feed(content, name=name, headers=headers)
+    return [clean_entry(entry, parsed, url) for entry in parsed.entries]
