@@ -35,6 +35,8 @@ def clean_html(fragment: str, *, base_url: str = "") -> str:
     def absolute(tag: str, attribute: str, value: str) -> str | None:
         if attribute not in _URL_ATTRIBUTES:
             return value
+        if value.startswith(("https://", "http://")):  # the common case, without urljoin
+            return value
         resolved = urljoin(base_url, value.strip()) if base_url else value.strip()
         return resolved if urlsplit(resolved).scheme.lower() in URL_SCHEMES else None
 
@@ -51,6 +53,7 @@ def clean_html(fragment: str, *, base_url: str = "") -> str:
 
 _BLOCK_BOUNDARY = re.compile(r"<(?=/?(?:p|br|li|div|h[1-6]|tr|td|blockquote)\b)", re.IGNORECASE)
 _FIRST_LIST = re.compile(r"<(ul|ol)\b[^>]*>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
 _LIST_ITEM = re.compile(r"<li\b[^>]*>(.*?)(?=<li\b|$)", re.IGNORECASE | re.DOTALL)
 
 
@@ -77,7 +80,11 @@ def key_points(clean_fragment: str, *, limit: int = 5) -> list[str]:
     found = _FIRST_LIST.search(clean_fragment)
     if not found:
         return []
-    items = (plain_text(item) for item in _LIST_ITEM.findall(found.group(2)))
+    # Clean HTML has no comments, scripts or stray "<", so dropping tags leaves the text.
+    items = (
+        single_line(html.unescape(_TAG.sub("", item)))
+        for item in _LIST_ITEM.findall(found.group(2))
+    )
     return [item for item in items if item][:limit]
 
 
