@@ -132,6 +132,9 @@ class MailingList(_Section):
 
 class DigestSettings(_Section):
     window_days: int = Field(default=7, ge=1, le=366)
+    max_per_theme: int = Field(default=6, ge=1, le=100)
+    max_briefings: int = Field(default=30, ge=1, le=500)
+    merge_similarity: float = Field(default=0.85, gt=0, le=1)
     fallback_theme: Line = "More briefings"
     subject: Line = "{publication}: {lead} and {more} more"
     preheader: Line = "This week: {themes}"

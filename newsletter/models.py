@@ -153,6 +153,19 @@ class DigestItem(SQLModel, table=True):
     list_id: int = Field(foreign_key="mailing_list.id")
     position: int
     theme: str
+    lead: bool = False
+    in_email: bool = True  # False: over a cap, shown on the web edition only
+    merged_into: int | None = None  # the same story from another source: shown with that one
+
+
+class DigestPin(SQLModel, table=True):
+    """The briefing an editor chose to lead the next digest of a list."""
+
+    __tablename__ = "digest_pin"
+
+    list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
+    briefing_id: int = Field(foreign_key="briefing.id")
+    created_at: datetime = _time()
 
 
 class Delivery(SQLModel, table=True):

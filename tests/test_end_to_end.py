@@ -10,7 +10,7 @@ from newsletter.audience.tokens import SigningKey
 from tests.conftest import Project, SmtpServer
 
 SAMPLE_SUBSCRIBERS = 6
-SAMPLE_BRIEFINGS = 15
+SAMPLE_STORIES = 14  # 15 briefings; two outlets' takes on one story are merged into one item
 
 
 def sample_addresses(project: Project) -> set[str]:
@@ -85,11 +85,13 @@ def test_sent_message_headers_and_parts(smtp_project: Project, smtp_server: Smtp
                 body.count(
                     "Source assisted: this briefing began from a discovered source item from"
                 )
-                == SAMPLE_BRIEFINGS
+                == SAMPLE_STORIES
             )
             assert "1 Example Street, Springfield" in body
             assert "https://signaldesk.example/standards" in body
-        assert html.count("Open the original source</a>") == SAMPLE_BRIEFINGS
+        assert html.count("Open the original source</a>") == SAMPLE_STORIES
+        assert "Also reported by <a href=\"https://harborledger.example.org/" in html
+        assert "Also reported by Harbor Ledger:" in text
         assert "Read the standards</a>" in html
         assert ">Unsubscribe</a>" in html
         assert "[[nl:" not in text

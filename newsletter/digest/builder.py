@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,16 +11,24 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
+from newsletter.digest.plan import Candidate, plan_digest
 from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import ConfigError
 from newsletter.models import (
     Briefing,
     Digest,
     DigestItem,
+    DigestPin,
     DigestStatus,
     MailingList,
     utcnow,
 )
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    url: str
 
 
 @dataclass(frozen=True)
@@ -29,16 +38,25 @@ class DigestBriefing:
     url: str
     dek: str
     key_points: tuple[str, ...]
-    source_name: str
-    source_url: str
+    sources: tuple[Source, ...]  # the outlet it began from, then any merged duplicates
     theme: str
     published_at: datetime
+
+    @property
+    def source_name(self) -> str:
+        return self.sources[0].name
+
+    @property
+    def source_url(self) -> str:
+        return self.sources[0].url
 
 
 @dataclass(frozen=True)
 class DigestSection:
     theme: str
-    briefings: tuple[DigestBriefing, ...]
+    anchor: str
+    briefings: tuple[DigestBriefing, ...]  # the ones the e-mail shows
+    more: int = 0  # over the caps: on the web edition only
 
 
 @dataclass(frozen=True)
@@ -52,15 +70,21 @@ class DigestView:
     preheader: str
     window_start: datetime
     window_end: datetime
-    sections: tuple[DigestSection, ...]
+    lead: DigestBriefing
+    sections: tuple[DigestSection, ...]  # without the lead
 
     @property
     def briefings(self) -> list[DigestBriefing]:
-        return [briefing for section in self.sections for briefing in section.briefings]
+        """Every story the e-mail shows, lead first."""
+        return [self.lead, *(b for section in self.sections for b in section.briefings)]
 
     @property
-    def lead(self) -> DigestBriefing:
-        return self.sections[0].briefings[0]
+    def web_only(self) -> int:
+        return sum(section.more for section in self.sections)
+
+
+def anchor(theme: str) -> str:
+    return "theme-" + ("-".join(re.findall(r"[a-z0-9]+", theme.casefold())) or "more")
 
 
 def pending_digest(session: Session, mailing_list: MailingList) -> Digest | None:
@@ -105,48 +129,42 @@ def candidate_briefings(
     return start, list(rows)
 
 
-def group_by_theme(
-    briefings: list[Briefing], matcher: ThemeMatcher
-) -> list[tuple[str, list[Briefing]]]:
-    """Config order of themes, empty ones left out; a briefing sits under its primary theme."""
-    known = set(matcher.names)
-    grouped: dict[str, list[Briefing]] = defaultdict(list)
-    for briefing in briefings:
-        primary = briefing.themes[0] if briefing.themes else matcher.fallback
-        grouped[primary if primary in known else matcher.fallback].append(briefing)
-    return [(name, grouped[name]) for name in matcher.names if grouped.get(name)]
-
-
 def build_digest(
     session: Session, settings: Settings, mailing_list: MailingList, now: datetime | None = None
 ) -> Digest | None:
     """Add a draft digest of the window's briefings (caller commits); None if nothing is new."""
     now = now or utcnow()
     start, briefings = candidate_briefings(session, settings, mailing_list, now)
-    if not briefings:
-        return None
-    matcher = ThemeMatcher(settings.themes, settings.digest.fallback_theme)
-    sections = group_by_theme(briefings, matcher)
-    lead = sections[0][1][0]
     assert mailing_list.id is not None
+    pin = session.get(DigestPin, mailing_list.id)
+    rows = {briefing.id: briefing for briefing in briefings}
+    options = settings.digest
+    plan = plan_digest(
+        [
+            Candidate(b.id, b.title, tuple(b.themes), b.published_at)
+            for b in briefings
+            if b.id is not None
+        ],
+        ThemeMatcher(settings.themes, options.fallback_theme),
+        max_per_theme=options.max_per_theme,
+        max_briefings=options.max_briefings,
+        merge_similarity=options.merge_similarity,
+        pinned=pin.briefing_id if pin else None,
+    )
+    if plan is None:
+        return None
+    values: dict[str, object] = {
+        "publication": settings.publication.name,
+        "lead": rows[plan.lead.candidate.id].title,
+        "count": len(plan.items),
+        "more": len(plan.items) - 1,
+        "themes": ", ".join(plan.themes),
+        "date": f"{now.day} {now:%B %Y}",
+    }
     digest = Digest(
         list_id=mailing_list.id,
-        subject=_fill(
-            settings,
-            "subject",
-            lead=lead.title,
-            count=len(briefings),
-            themes=[name for name, _ in sections],
-            now=now,
-        ),
-        preheader=_fill(
-            settings,
-            "preheader",
-            lead=lead.title,
-            count=len(briefings),
-            themes=[name for name, _ in sections],
-            now=now,
-        ),
+        subject=_fill(settings, "subject", values),
+        preheader=_fill(settings, "preheader", values),
         window_start=start,
         window_end=now,
         created_at=now,
@@ -154,37 +172,33 @@ def build_digest(
     session.add(digest)
     session.flush()
     assert digest.id is not None
-    assert mailing_list.id is not None
     position = 0
-    for theme, members in sections:
-        for briefing in members:
-            assert briefing.id is not None
+    for item in plan.items:
+        for candidate, merged_into in (
+            (item.candidate, None),
+            *((m, item.candidate.id) for m in item.merged),
+        ):
             session.add(
                 DigestItem(
                     digest_id=digest.id,
-                    briefing_id=briefing.id,
+                    briefing_id=candidate.id,
                     list_id=mailing_list.id,
                     position=position,
-                    theme=theme,
+                    theme=item.theme,
+                    lead=item.lead,
+                    in_email=item.in_email,
+                    merged_into=merged_into,
                 )
             )
             position += 1
+    if pin is not None:
+        session.delete(pin)
     session.flush()
     return digest
 
 
-def _fill(
-    settings: Settings, key: str, *, lead: str, count: int, themes: list[str], now: datetime
-) -> str:
+def _fill(settings: Settings, key: str, values: dict[str, object]) -> str:
     template = getattr(settings.digest, key)
-    values = {
-        "publication": settings.publication.name,
-        "lead": lead,
-        "count": count,
-        "more": count - 1,
-        "themes": ", ".join(themes),
-        "date": f"{now:%d %B %Y}".lstrip("0"),
-    }
     try:
         return str(template.format_map(values))
     except (KeyError, IndexError, ValueError) as exc:
@@ -195,7 +209,7 @@ def _fill(
 
 
 def digest_view(session: Session, digest: Digest) -> DigestView:
-    """The stored digest as a plain value, briefings in the order they were chosen."""
+    """The stored digest as a plain value, in the order it was planned."""
     mailing_list = session.get(MailingList, digest.list_id)
     assert mailing_list is not None
     assert digest.id is not None
@@ -205,22 +219,37 @@ def digest_view(session: Session, digest: Digest) -> DigestView:
         .where(DigestItem.digest_id == digest.id)
         .order_by(col(DigestItem.position))
     ).all()
-    sections: dict[str, list[DigestBriefing]] = {}
+    merged: dict[int, list[Source]] = defaultdict(list)
     for item, briefing in rows:
+        if item.merged_into is not None:
+            merged[item.merged_into].append(Source(briefing.source_name, briefing.source_url))
+    lead: DigestBriefing | None = None
+    shown: dict[str, list[DigestBriefing]] = {}
+    more: dict[str, int] = defaultdict(int)
+    for item, briefing in rows:
+        if item.merged_into is not None:
+            continue
         assert briefing.id is not None
-        sections.setdefault(item.theme, []).append(
-            DigestBriefing(
-                id=briefing.id,
-                title=briefing.title,
-                url=briefing.url,
-                dek=briefing.dek,
-                key_points=tuple(briefing.key_points),
-                source_name=briefing.source_name,
-                source_url=briefing.source_url,
-                theme=item.theme,
-                published_at=briefing.published_at,
-            )
+        value = DigestBriefing(
+            id=briefing.id,
+            title=briefing.title,
+            url=briefing.url,
+            dek=briefing.dek,
+            key_points=tuple(briefing.key_points),
+            sources=_distinct(
+                Source(briefing.source_name, briefing.source_url), *merged[briefing.id]
+            ),
+            theme=item.theme,
+            published_at=briefing.published_at,
         )
+        if item.lead:
+            lead = value
+        elif item.in_email:
+            shown.setdefault(item.theme, []).append(value)
+        else:
+            shown.setdefault(item.theme, [])
+            more[item.theme] += 1
+    assert lead is not None, f"digest {digest.id} has no lead"
     return DigestView(
         id=digest.id,
         list_slug=mailing_list.slug,
@@ -229,5 +258,13 @@ def digest_view(session: Session, digest: Digest) -> DigestView:
         preheader=digest.preheader,
         window_start=digest.window_start,
         window_end=digest.window_end,
-        sections=tuple(DigestSection(theme, tuple(items)) for theme, items in sections.items()),
+        lead=lead,
+        sections=tuple(
+            DigestSection(theme, anchor(theme), tuple(items), more[theme])
+            for theme, items in shown.items()
+        ),
     )
+
+
+def _distinct(*sources: Source) -> tuple[Source, ...]:
+    return tuple(dict.fromkeys(sources))
