@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import webbrowser
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,8 @@ subscribers_app = typer.Typer(
     help="Add, import and remove subscribers of a list.", no_args_is_help=True
 )
 app.add_typer(subscribers_app, name="subscribers")
+digest_app = typer.Typer(help="Shape the next digest of a list.", no_args_is_help=True)
+app.add_typer(digest_app, name="digest")
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -202,13 +205,28 @@ def subscribers_remove(
     out.print(f"{email}: {'unsubscribed' if changed else 'was not subscribed'} from {list_slug}.")
 
 
+@digest_app.command("pin")
+def digest_pin(
+    ctx: typer.Context,
+    guid: Annotated[str, typer.Argument(help="The briefing's guid (its feed item's guid or id).")],
+    list_slug: ListOption,
+) -> None:
+    """Make a briefing the top story of the list's next digest."""
+    settings = _settings(ctx)
+    title = _run(lambda: pipeline.pin_lead(settings, list_slug, guid))
+    out.print(f"The next {list_slug} digest leads with “{title}”.")
+
+
 @app.command()
 def preview(
     ctx: typer.Context,
     list_slug: ListOption,
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for digest.html and digest.txt.")
+        Path, typer.Option("--out", "-o", help="Folder for digest.html, digest.txt, digest.eml.")
     ] = Path("preview"),
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the HTML in a web browser.")
+    ] = False,
 ) -> None:
     """Render the next digest of a list to files, without sending or storing anything."""
     settings = _settings(ctx)
@@ -216,15 +234,19 @@ def preview(
     if report is None:
         out.print(f"Nothing new to preview for {list_slug}: no new briefings in the window.")
         return
+    web_only = f" (+{report.web_only} on the web only)" if report.web_only else ""
     out.print(
-        f"{report.briefings} briefing(s): {report.html_path} "
-        f"({report.html_bytes / 1024:.1f} KB) and {report.text_path}"
+        f"{report.briefings} stories{web_only}: {report.html_path} "
+        f"({report.html_bytes / 1024:.1f} KB), {report.text_path}, {report.eml_path}"
     )
     if report.clipped_by_gmail:
         err.print(
-            "warning: the HTML is over 102 KB; Gmail will clip it and hide the footer "
-            "with the unsubscribe link. Fewer briefings per digest will fix it."
+            f"warning: the HTML is {report.html_bytes / 1024:.0f} KB, over Gmail's 102 KB; Gmail "
+            "will clip it and hide the footer with the unsubscribe link. Lower [digest] "
+            "max_briefings or max_per_theme in config.toml."
         )
+    if open_browser:
+        webbrowser.open(report.html_path.resolve().as_uri())
 
 
 @app.command()

@@ -28,13 +28,14 @@ from newsletter.config import Settings, smtp_password
 from newsletter.db import Database, list_row, sync_config
 from newsletter.digest.builder import build_digest, digest_view, pending_digest
 from newsletter.digest.themes import ThemeMatcher
-from newsletter.errors import FeedError
+from newsletter.errors import FeedError, NewsletterError
 from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchResult, fetch, http_client
 from newsletter.feeds.ingest import IngestCounts, store_entries
 from newsletter.models import (
     Briefing,
     Digest,
+    DigestPin,
     DigestStatus,
     Feed,
     MailingList,
@@ -286,6 +287,31 @@ def active_count(session: Session, mailing_list: MailingList) -> int:
     )
 
 
+def pin_lead(settings: Settings, slug: str, guid: str) -> str:
+    """Make a briefing the lead of the list's next digest; returns its title."""
+    database = open_database(settings)
+    with database.session() as session:
+        mailing_list = list_row(session, settings, slug)
+        briefing = session.exec(
+            select(Briefing).where(Briefing.guid == guid).order_by(col(Briefing.id).desc())
+        ).first()
+        if briefing is None or briefing.id is None:
+            raise NewsletterError(
+                f"no briefing with guid {guid!r}",
+                hint="run `newsletter fetch` first; the guid is the feed item's <guid> or <id>",
+            )
+        assert mailing_list.id is not None
+        pin = session.get(DigestPin, mailing_list.id) or DigestPin(
+            list_id=mailing_list.id, briefing_id=briefing.id
+        )
+        pin.briefing_id = briefing.id
+        session.add(pin)
+        session.commit()
+        title = briefing.title
+    database.dispose()
+    return title
+
+
 # -- preview ------------------------------------------------------------------------------------
 
 
@@ -293,7 +319,9 @@ def active_count(session: Session, mailing_list: MailingList) -> int:
 class PreviewReport:
     html_path: Path
     text_path: Path
+    eml_path: Path
     briefings: int
+    web_only: int
     html_bytes: int
     clipped_by_gmail: bool
 
@@ -312,7 +340,9 @@ def preview(settings: Settings, slug: str, out_dir: Path) -> PreviewReport | Non
         if digest is None:
             return None
         rendered = _rendered(session, settings, digest)
-        briefings = len(digest_view(session, digest).briefings)
+        view = digest_view(session, digest)
+        digest.html, digest.text = rendered.html, rendered.text
+        message = prepare_message(settings, digest, mailing_list)
         session.rollback()
     database.dispose()
     sample = Recipient(
@@ -321,8 +351,15 @@ def preview(settings: Settings, slug: str, out_dir: Path) -> PreviewReport | Non
     html_path, text_path = out_dir / "digest.html", out_dir / "digest.txt"
     atomic_write(html_path, personalize(rendered.html, sample, html=True))
     atomic_write(text_path, personalize(rendered.text, sample, html=False))
+    atomic_write(out_dir / "digest.eml", message.render(sample).replace(b"\r\n", b"\n"))
     return PreviewReport(
-        html_path, text_path, briefings, rendered.html_bytes, rendered.clipped_by_gmail
+        html_path,
+        text_path,
+        out_dir / "digest.eml",
+        len(view.briefings),
+        view.web_only,
+        rendered.html_bytes,
+        rendered.clipped_by_gmail,
     )
 
 
@@ -333,13 +370,14 @@ def personalize(body: str, recipient: Recipient, *, html: bool) -> str:
     return body
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, content: str | bytes) -> None:
     """Write a whole file or nothing: a temporary file in the same folder, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

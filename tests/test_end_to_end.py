@@ -90,7 +90,7 @@ def test_sent_message_headers_and_parts(smtp_project: Project, smtp_server: Smtp
             assert "1 Example Street, Springfield" in body
             assert "https://signaldesk.example/standards" in body
         assert html.count("Open the original source</a>") == SAMPLE_STORIES
-        assert "Also reported by <a href=\"https://harborledger.example.org/" in html
+        assert 'Also reported by <a href="https://harborledger.example.org/' in html
         assert "Also reported by Harbor Ledger:" in text
         assert "Read the standards</a>" in html
         assert ">Unsubscribe</a>" in html
@@ -175,7 +175,8 @@ def test_preview_writes_html_and_text_without_sending(project: Project) -> None:
     output = project.cli("preview", "--list", "weekly", "--out", "preview-out").output
     html = (project.folder / "preview-out" / "digest.html").read_text()
     text = (project.folder / "preview-out" / "digest.txt").read_text()
-    assert "briefing(s)" in output
+    assert "14 stories" in output
+    assert (project.folder / "preview-out" / "digest.eml").read_bytes().startswith(b"From: ")
     assert html.startswith("<!doctype html>")
     assert "SignalDesk Weekly" in html
     assert "SIGNALDESK WEEKLY" in text

@@ -48,6 +48,7 @@ class Plan:
 
 
 _NOT_WORD = re.compile(r"[\W_]+")
+_NUMBER = re.compile(r"\d+")
 
 
 def _comparable(title: str) -> str:
@@ -60,6 +61,8 @@ def same_story(a: str, b: str, threshold: float) -> bool:
     first, second = _comparable(a), _comparable(b)
     if not first or not second:
         return False
+    if _NUMBER.findall(first) != _NUMBER.findall(second):
+        return False  # "Q3 results" and "Q4 results" are two stories however alike
     matcher = SequenceMatcher(None, first, second, autojunk=False)
     return matcher.quick_ratio() >= threshold and matcher.ratio() >= threshold
 
