@@ -71,7 +71,7 @@ def test_caps_move_the_rest_to_the_web() -> None:
     security = [
         candidate(i, f"Breach number {i} at a different firm", "Security", i) for i in range(1, 6)
     ]
-    items = plan(security + [candidate(9, "Grid", "Energy", 0)], per_theme=2, total=4)
+    items = plan([*security, candidate(9, "Grid", "Energy", 0)], per_theme=2, total=4)
     shown = [(id_, in_email) for id_, _, _, in_email in items]
     assert shown == [(1, True), (2, True), (3, True), (4, False), (5, False), (9, True)]
 
