@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +37,9 @@ class RenderedDigest:
         return self.html_bytes > GMAIL_CLIP_BYTES
 
 
+@functools.lru_cache(maxsize=8)
 def _environment(folder: Path, *, html: bool) -> jinja2.Environment:
+    """One environment per folder: templates compile once and reload when their file changes."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
         autoescape=html,  # noqa: S701 (the text part is plain text, never shown as HTML)
@@ -59,6 +62,19 @@ def archive_url(settings: Settings, digest_id: int) -> str:
 
 
 def render_digest(view: DigestView, settings: Settings, folder: Path = TEMPLATES) -> RenderedDigest:
+    source, text = fill_templates(view, settings, folder)
+    return RenderedDigest(
+        subject=view.subject,
+        preheader=view.preheader,
+        html=compile_mjml(source, template_name=HTML_TEMPLATE),
+        text=text,
+    )
+
+
+def fill_templates(
+    view: DigestView, settings: Settings, folder: Path = TEMPLATES
+) -> tuple[str, str]:
+    """The MJML source and the plain text of a digest, placeholders left in."""
     publication = settings.publication
     context = {
         "digest": view,
@@ -74,9 +90,4 @@ def render_digest(view: DigestView, settings: Settings, folder: Path = TEMPLATES
         raise TemplateError(f"{folder / (exc.name or HTML_TEMPLATE)}: template not found") from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{folder}: template error: {exc}") from None
-    return RenderedDigest(
-        subject=view.subject,
-        preheader=view.preheader,
-        html=compile_mjml(source, template_name=HTML_TEMPLATE),
-        text=text,
-    )
+    return source, text
