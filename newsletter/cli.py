@@ -258,14 +258,16 @@ def send(
         bool, typer.Option("--dry-run", help="Render and count; send nothing.")
     ] = False,
 ) -> None:
-    """Build the list's digest if none is pending and send it to every active subscriber once."""
+    """Build the list's digest if none is pending and send it to every active subscriber once.
+
+    Deliveries an earlier send had to defer (the server said "try later") are retried first.
+    Exit status: 0 when the run finished, 1 when it stopped early or could not send.
+    """
     settings = _settings(ctx)
     if dry_run or not yes:
         plan = _run(lambda: pipeline.send(settings, list_slug, dry_run=True))
-        if plan.nothing_new:
-            out.print(
-                f"Nothing new to send to {list_slug}: no new briefings since the last digest."
-            )
+        if plan.digest_id is None:
+            _nothing_to_send(plan)
             return
         out.print(
             f"List {list_slug}: “{plan.subject}” to {plan.audience} subscriber(s) "
@@ -293,17 +295,43 @@ def send(
                 progress=lambda o: _advance(progress, task, o),
             )
         )
-    if report.nothing_new:
-        out.print(f"Nothing new to send to {list_slug}: no new briefings since the last digest.")
-        return
     summary = report.summary
-    verb = "Resumed" if report.resumed else "Sent"
-    out.print(
-        f"{verb} digest {report.digest_id} “{report.subject}” to {report.destination}: "
-        f"{summary.sent} sent, {summary.failed} failed, {summary.deferred} deferred."
-    )
+    totals = f"{summary.sent} sent, {summary.failed} failed, {summary.deferred} deferred"
+    if report.retried_digests:
+        digests = ", ".join(str(number) for number in report.retried_digests)
+        out.print(f"Retried deferred deliveries of digest {digests}.")
+    if report.given_up:
+        out.print(
+            f"Gave up on {report.given_up} delivery(ies) deferred for more than "
+            f"{settings.delivery.give_up_after_days:g} days (now failed)."
+        )
+    if report.digest_id is None:
+        if report.retried_digests:
+            out.print(f"To {report.destination}: {totals}.")
+        _nothing_to_send(report)
+    else:
+        verb = "Resumed" if report.resumed else "Sent"
+        out.print(
+            f"{verb} digest {report.digest_id} “{report.subject}” to {report.destination}: "
+            f"{totals}."
+        )
     if summary.stopped_early:
         out.print("Stopped early; run the same command again to go on where it stopped.")
+        raise typer.Exit(1)
+    if report.no_audience:
+        raise typer.Exit(1)
+
+
+def _nothing_to_send(report: pipeline.SendReport) -> None:
+    slug = report.list_slug
+    if report.no_audience:
+        out.print(
+            f"No active subscribers on {slug}, so no digest was built; its briefings wait "
+            f"for the next send. Add some with `newsletter subscribers import FILE "
+            f"--list {slug}`."
+        )
+    else:
+        out.print(f"Nothing new to send to {slug}: no new briefings since the last digest.")
 
 
 def _advance(progress: Progress, task: TaskID, outcome: str) -> None:
@@ -311,7 +339,7 @@ def _advance(progress: Progress, task: TaskID, outcome: str) -> None:
         progress.advance(task)
 
 
-_LEDGER_COLUMNS = ("queued", "sending", "sent", "deferred", "failed")
+_LEDGER_COLUMNS = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
 
 @app.command()

@@ -88,6 +88,10 @@ class Database(_Section):
 class Delivery(_Section):
     transport: Literal["maildir", "smtp"] = "maildir"
     maildir: Path = Path("outbox")
+    max_attempts: int = Field(default=5, ge=1, le=50)  # per run, for 4xx and dropped connections
+    retry_base_seconds: float = Field(default=2.0, gt=0, le=3600)
+    give_up_after_days: float = Field(default=3.0, gt=0, le=60)  # then a deferral is a failure
+    claim_lease_seconds: float = Field(default=120.0, ge=1, le=86400)
 
 
 class Smtp(_Section):

@@ -65,6 +65,7 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     DEFERRED = "deferred"  # retries ran out for this run; the next send tries again
     FAILED = "failed"
+    SKIPPED = "skipped"  # the reader left (unsubscribed, bounced) before it was sent
 
 
 class Feed(SQLModel, table=True):

@@ -15,7 +15,7 @@ from concurrent.futures import (
     as_completed,
 )
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape as escape_html
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +34,7 @@ from newsletter.feeds.fetch import FetchResult, fetch, http_client
 from newsletter.feeds.ingest import IngestCounts, store_entries
 from newsletter.models import (
     Briefing,
+    DeliveryStatus,
     Digest,
     DigestPin,
     DigestStatus,
@@ -51,6 +52,8 @@ from newsletter.send.dispatch import (
     ProgressCallback,
     RetryPolicy,
     SendSummary,
+    digests_with_deferrals,
+    give_up_stale_deferrals,
     ledger_counts,
     snapshot_audience,
 )
@@ -398,15 +401,18 @@ class SendReport:
     list_slug: str
     digest_id: int | None = None
     subject: str = ""
-    audience: int = 0
+    audience: int = 0  # deliveries this run works on
     destination: str = ""
     summary: SendSummary = field(default_factory=SendSummary)
     resumed: bool = False
     dry_run: bool = False
+    no_audience: bool = False
+    retried_digests: list[int] = field(default_factory=list)
+    given_up: int = 0
 
     @property
     def nothing_new(self) -> bool:
-        return self.digest_id is None
+        return self.digest_id is None and not self.no_audience
 
 
 def destination(settings: Settings) -> str:
@@ -424,6 +430,15 @@ def transport_factory(settings: Settings) -> tuple[Callable[[], Transport], int]
     return (lambda: SmtpTransport(smtp, password)), smtp.concurrency
 
 
+def retry_policy(settings: Settings) -> RetryPolicy:
+    delivery = settings.delivery
+    return RetryPolicy(
+        max_attempts=delivery.max_attempts,
+        base_delay=delivery.retry_base_seconds,
+        lease_seconds=delivery.claim_lease_seconds,
+    )
+
+
 def send(
     settings: Settings,
     slug: str,
@@ -434,53 +449,81 @@ def send(
     stop: threading.Event | None = None,
     retry: RetryPolicy | None = None,
 ) -> SendReport:
-    """Build the digest if none is pending, then deliver it to every active subscriber once."""
+    """Retry earlier deferrals, then build the digest if none is pending and deliver it once.
+
+    A new digest is only built when the list has active subscribers: otherwise its briefings
+    wait for the next send instead of being used up on nobody.
+    """
     database = open_database(settings)
     report = SendReport(slug, destination=destination(settings), dry_run=dry_run)
     key = signing_key(settings)
+    jobs: list[tuple[int, PreparedMessage]] = []
     try:
         with database.session() as session:
             mailing_list = list_row(session, settings, slug)
+            list_id = mailing_list.id
+            assert list_id is not None
+            if not dry_run:
+                give_up_after = timedelta(days=settings.delivery.give_up_after_days)
+                for earlier in digests_with_deferrals(session, list_id):
+                    report.given_up += give_up_stale_deferrals(session, earlier, give_up_after)
+                    if ledger_counts(session, earlier.id or 0).get(DeliveryStatus.DEFERRED):
+                        jobs.append(
+                            (earlier.id or 0, prepare_message(settings, earlier, mailing_list))
+                        )
+                        report.retried_digests.append(earlier.id or 0)
             digest = pending_digest(session, mailing_list)
             report.resumed = digest is not None
-            digest = digest or build_digest(session, settings, mailing_list)
-            if digest is None:
-                session.rollback()
-                return report
-            assert digest.id is not None
-            report.digest_id, report.subject = digest.id, digest.subject
-            if dry_run:
-                _rendered(session, settings, digest)
-                report.audience = active_count(session, mailing_list)
-                session.rollback()
-                return report
-            if digest.status == DigestStatus.DRAFT:
-                rendered = render_digest(digest_view(session, digest), settings)
-                digest.html, digest.text = rendered.html, rendered.text
-                snapshot_audience(session, digest)
-            counts = ledger_counts(session, digest.id)
-            report.audience = sum(counts.values())
-            message = prepare_message(settings, digest, mailing_list)
+            if digest is None and active_count(session, mailing_list) == 0:
+                report.no_audience = True
+            elif digest is None:
+                digest = build_digest(session, settings, mailing_list)
+            if digest is not None:
+                assert digest.id is not None
+                report.digest_id, report.subject = digest.id, digest.subject
+                if dry_run:
+                    _rendered(session, settings, digest)
+                    report.audience = active_count(session, mailing_list)
+                    session.rollback()
+                    return report
+                if digest.status == DigestStatus.DRAFT:
+                    rendered = render_digest(digest_view(session, digest), settings)
+                    digest.html, digest.text = rendered.html, rendered.text
+                    snapshot_audience(session, digest)
+                jobs.append((digest.id, prepare_message(settings, digest, mailing_list)))
+            session.rollback()
+            for digest_id, _ in jobs:
+                counts = ledger_counts(session, digest_id)
+                report.audience += sum(counts.get(status, 0) for status in OPEN_STATUSES)
+        if not jobs:
+            return report
         if on_start:
             on_start(report)
         factory, concurrency = transport_factory(settings)
-        list_id = mailing_list.id
-        assert list_id is not None
-        report.summary = Dispatcher(
-            database,
-            report.digest_id,
-            message,
-            envelope_sender=settings.publication.from_address,
-            transport_factory=factory,
-            recipient=lambda subscriber: recipient_for(settings, key, list_id, subscriber),
-            concurrency=concurrency,
-            retry=retry,
-            progress=progress,
-            stop=stop,
-        ).run()
+        for digest_id, message in jobs:
+            report.summary.add(
+                Dispatcher(
+                    database,
+                    digest_id,
+                    list_id,
+                    message,
+                    envelope_sender=settings.publication.from_address,
+                    transport_factory=factory,
+                    recipient=lambda subscriber: recipient_for(settings, key, list_id, subscriber),
+                    concurrency=concurrency,
+                    retry=retry or retry_policy(settings),
+                    progress=progress,
+                    stop=stop,
+                ).run()
+            )
+            if stop is not None and stop.is_set():
+                break
         return report
     finally:
         database.dispose()
+
+
+OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
 
 
 def prepare_message(

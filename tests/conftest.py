@@ -130,6 +130,21 @@ class RecordingHandler:
         self.received: list[Received] = []
         self.replies: dict[str, list[str]] = {}
         self.rcpt_attempts: dict[str, int] = {}
+        self.mail_from_reply: str | None = None
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self.mail_from_reply:
+            return self.mail_from_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,

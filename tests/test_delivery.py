@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from email.utils import getaddresses
 
 from newsletter import pipeline
@@ -42,6 +43,18 @@ def test_transient_refusals_are_retried_until_delivered(
     assert smtp_server.handler.rcpt_attempts["linus@example.com"] == 3
 
 
+def add_briefing(project: Project, guid: str) -> None:
+    feed = project.folder / "samples" / "briefings.xml"
+    feed.write_text(
+        feed.read_text().replace(
+            "</channel>",
+            f"<item><title>Late news {guid}</title><guid>{guid}</guid>"
+            f"<link>https://signaldesk.example/{guid}</link></item></channel>",
+        )
+    )
+    project.cli("fetch")
+
+
 def test_retries_run_out_into_deferred_and_the_next_send_finishes(
     smtp_project: Project, smtp_server: SmtpServer
 ) -> None:
@@ -49,15 +62,70 @@ def test_retries_run_out_into_deferred_and_the_next_send_finishes(
     smtp_server.handler.replies["ada@example.com"] = ["451 4.3.0 Try again later"]
     first = send(smtp_project)
     assert (first.summary.sent, first.summary.deferred) == (5, 1)
-    status = smtp_project.cli("status").output
-    assert "sending" in status  # the digest is not done while someone is deferred
+    assert "sent 5 · deferred 1" in smtp_project.cli("status").output
     smtp_server.handler.replies.clear()
     second = send(smtp_project)
-    assert second.resumed
+    assert second.retried_digests == [1]
+    assert second.digest_id is None  # nothing new: only the deferral was retried
     assert second.summary.sent == 1
     assert delivered_to(smtp_server).count("ada@example.com") == 1
     assert len(smtp_server.received) == 6
     assert "Nothing new" in smtp_project.cli("send", "--list", "weekly", "--yes").output
+
+
+def test_a_reader_who_always_defers_never_holds_up_the_next_digest(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    prepare(smtp_project)
+    smtp_server.handler.replies["ada@example.com"] = ["452 4.2.2 Mailbox over quota"]
+    send(smtp_project)
+    add_briefing(smtp_project, "next-week")
+    second = send(smtp_project)
+    assert second.retried_digests == [1]
+    assert second.digest_id == 2
+    assert second.summary.sent == 5
+    assert (
+        sum("Late news next-week" in str(r.message["Subject"]) for r in smtp_server.received) == 5
+    )
+    smtp_project.update("delivery", give_up_after_days=0.000001)  # 0.09 s
+    time.sleep(0.2)
+    third = send(smtp_project)
+    assert third.given_up == 2  # both digests' deferrals are failures now
+    assert "deferred 0 · failed 1" in smtp_project.cli("status").output
+
+
+def test_someone_who_leaves_before_a_resumed_send_is_skipped(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    prepare(smtp_project)
+    smtp_server.handler.replies["ada@example.com"] = ["451 4.3.0 Try again later"]
+    send(smtp_project)
+    smtp_project.cli("subscribers", "remove", "ada@example.com", "--list", "weekly")
+    smtp_server.handler.replies.clear()
+    send(smtp_project)
+    assert "ada@example.com" not in delivered_to(smtp_server)
+    assert "skipped 1" in smtp_project.cli("status").output
+
+
+def test_no_subscribers_keeps_the_briefings_for_later(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    smtp_project.cli("fetch")
+    result = smtp_project.cli("send", "--list", "weekly", "--yes", expect=1)
+    assert "No active subscribers on weekly" in result.output
+    smtp_project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    assert "6 sent" in smtp_project.cli("send", "--list", "weekly", "--yes").output
+
+
+def test_refused_sender_stops_and_suppresses_nobody(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    prepare(smtp_project)
+    smtp_server.handler.mail_from_reply = "553 5.1.8 Sender address rejected: Domain not found"
+    result = smtp_project.cli("send", "--list", "weekly", "--yes", expect=1)
+    assert "refused the sender briefings@signaldesk.example" in result.output
+    smtp_server.handler.mail_from_reply = None
+    assert "6 sent" in smtp_project.cli("send", "--list", "weekly", "--yes").output
 
 
 def test_unknown_mailbox_fails_and_suppresses_only_that_reader(

@@ -189,6 +189,7 @@ def test_preview_writes_html_and_text_without_sending(project: Project) -> None:
 
 
 def test_empty_window_exits_zero_with_a_clear_message(project: Project) -> None:
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
     result = project.cli("send", "--list", "weekly", "--yes")
     assert "Nothing new to send to weekly" in result.output
 

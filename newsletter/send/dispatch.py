@@ -13,9 +13,10 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from secrets import token_hex
+from typing import Any
 
 from sqlalchemy import func, insert, literal, update
 from sqlmodel import Session, col, select
@@ -56,7 +57,14 @@ class SendSummary:
     retried: int = 0
     suppressed: int = 0
     stopped_early: bool = False
-    problems: list[str] = field(default_factory=list)
+
+    def add(self, other: SendSummary) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.deferred += other.deferred
+        self.retried += other.retried
+        self.suppressed += other.suppressed
+        self.stopped_early = self.stopped_early or other.stopped_early
 
 
 Outcome = str  # "sent" | "retry" | "deferred" | "failed" | "paused"
@@ -84,6 +92,41 @@ def snapshot_audience(session: Session, digest: Digest) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def give_up_stale_deferrals(session: Session, digest: Digest, older_than: timedelta) -> int:
+    """Deferred deliveries of a digest older than the limit become failures, for good."""
+    if digest.created_at > utcnow() - older_than:
+        return 0
+    result = session.execute(
+        update(Delivery)
+        .where(
+            col(Delivery.digest_id) == digest.id, col(Delivery.status) == DeliveryStatus.DEFERRED
+        )
+        .values(
+            status=DeliveryStatus.FAILED,
+            last_reply=func.substr(
+                "gave up after retrying for days: " + func.coalesce(Delivery.last_reply, ""), 1, 500
+            ),
+        )
+    )
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def digests_with_deferrals(session: Session, list_id: int) -> list[Digest]:
+    with_deferred = select(Delivery.digest_id).where(Delivery.status == DeliveryStatus.DEFERRED)
+    return list(
+        session.exec(
+            select(Digest)
+            .where(
+                Digest.list_id == list_id,
+                Digest.status == DigestStatus.SENT,
+                col(Digest.id).in_(with_deferred),
+            )
+            .order_by(col(Digest.id))
+        ).all()
+    )
+
+
 def ledger_counts(session: Session, digest_id: int) -> dict[str, int]:
     rows = session.exec(
         select(Delivery.status, func.count())
@@ -100,6 +143,7 @@ class Dispatcher:
         self,
         database: Database,
         digest_id: int,
+        list_id: int,
         message: PreparedMessage,
         *,
         envelope_sender: str,
@@ -112,6 +156,7 @@ class Dispatcher:
     ) -> None:
         self.database = database
         self.digest_id = digest_id
+        self.list_id = list_id
         self.message = message
         self.envelope_sender = envelope_sender
         self.transport_factory = transport_factory
@@ -140,6 +185,7 @@ class Dispatcher:
         )
         self._reclaim_expired(session, now)
         session.commit()
+        self._skip_departed(session)
 
     def _reclaim_expired(self, session: Session, now: datetime) -> int:
         expired = now - timedelta(seconds=self.retry.lease_seconds)
@@ -154,6 +200,32 @@ class Dispatcher:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
+    def _still_subscribed(self) -> Any:
+        """A delivery's reader is still active on the digest's list (they may have left since)."""
+        return (
+            select(Subscription.subscriber_id)
+            .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
+            .where(
+                Subscription.list_id == self.list_id,
+                Subscription.subscriber_id == Delivery.subscriber_id,
+                Subscription.status == SubscriptionStatus.ACTIVE,
+                Subscriber.status == SubscriberStatus.ACTIVE,
+            )
+            .exists()
+        )
+
+    def _skip_departed(self, session: Session) -> None:
+        session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status).in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
+                ~self._still_subscribed(),
+            )
+            .values(status=DeliveryStatus.SKIPPED, last_reply="left the list before sending")
+        )
+        session.commit()
+
     def _claim(self, session: Session, limit: int) -> list[Subscriber]:
         now = utcnow()
         due = (
@@ -161,6 +233,7 @@ class Dispatcher:
             .where(
                 col(Delivery.digest_id) == self.digest_id,
                 col(Delivery.status) == DeliveryStatus.QUEUED,
+                self._still_subscribed(),
                 (col(Delivery.next_attempt_at).is_(None)) | (col(Delivery.next_attempt_at) <= now),
             )
             .order_by(col(Delivery.subscriber_id))
@@ -296,8 +369,12 @@ class Dispatcher:
         envelope = Envelope(self.envelope_sender, recipient.email)
         try:
             self._transport().send(envelope, self.message.render(recipient))
-        except DeliveryRefused as refused:
+        except (DeliveryRefused, TransportError) as refused:
+            if isinstance(refused, TransportError):
+                raise
             return refused, message_id
+        except Exception as exc:  # one bad address or value must never stop the send
+            return DeliveryRefused(f"not sent: {exc!r}", code=None, permanent=True), message_id
         return None, message_id
 
     def run(self) -> SendSummary:
@@ -329,6 +406,7 @@ class Dispatcher:
                 if not in_flight:
                     if self.stop.is_set() or fatal is not None:
                         break
+                    self._skip_departed(session)
                     wake = self._next_wake(session)
                     if wake is None:
                         break
@@ -353,6 +431,14 @@ class Dispatcher:
                             "the rest stays queued for the next `newsletter send`",
                         )
         finally:
+            # Whatever ended the loop, record what was in flight and give back what was not.
+            for future, subscriber in in_flight.items():
+                try:
+                    error, message_id = future.result()
+                except TransportError:
+                    backlog.append(subscriber)
+                    continue
+                self.progress(self._record(session, subscriber, error, message_id, summary))
             self._release(session, [s.id for s in backlog if s.id is not None])
             summary.stopped_early = self.stop.is_set() or fatal is not None
         if fatal is not None:
@@ -365,10 +451,9 @@ class Dispatcher:
 
     def _finish(self, session: Session, summary: SendSummary) -> None:
         counts = ledger_counts(session, self.digest_id)
-        open_rows = sum(
-            counts.get(s, 0)
-            for s in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
-        )
+        # Deferred rows do not hold the digest open: the next send retries them first, and a
+        # new digest can go out meanwhile.
+        open_rows = counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0)
         if open_rows == 0:
             digest = session.get(Digest, self.digest_id)
             assert digest is not None

@@ -17,6 +17,10 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+
+
 class SmtpTransport:
     """Opens its connection on first use and keeps it for every message after."""
 
@@ -67,6 +71,19 @@ class SmtpTransport:
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             self._refused(code, reply)
+        except smtplib.SMTPSenderRefused as exc:
+            # Refusing our own MAIL FROM is about the sending setup, never about this reader.
+            self._drop()
+            if 400 <= exc.smtp_code < 500:
+                raise DeliveryRefused(
+                    f"{exc.smtp_code} {_text(exc.smtp_error)}", code=exc.smtp_code, permanent=False
+                ) from None
+            raise TransportError(
+                f"the SMTP server refused the sender {envelope.sender}: "
+                f"{exc.smtp_code} {_text(exc.smtp_error)}",
+                hint="check [publication] from and the server's relay rules; "
+                "everyone not yet sent stays queued for the next `newsletter send`",
+            ) from None
         except smtplib.SMTPResponseException as exc:
             self._refused(exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -74,7 +91,7 @@ class SmtpTransport:
             raise DeliveryRefused(f"connection lost: {exc}", code=None, permanent=False) from None
 
     def _refused(self, code: int, reply: bytes | str) -> None:
-        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+        text = _text(reply)
         if code == 421:
             self._drop()
         elif self._client is not None:
