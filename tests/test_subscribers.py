@@ -29,7 +29,7 @@ def test_a_bad_row_anywhere_writes_nothing(project: Project) -> None:
     assert f"{path}:5:" in result.output
     assert "nothing imported" in result.output
     project.cli("fetch")
-    assert "0 subscriber(s)" in project.cli("send", "--list", "weekly", "--dry-run").output
+    assert "No active subscribers" in project.cli("send", "--list", "weekly", "--dry-run").output
 
 
 def test_skip_invalid_imports_the_good_rows(project: Project) -> None:
