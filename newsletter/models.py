@@ -11,6 +11,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from newsletter.personalize import new_nonce
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -133,6 +135,7 @@ class Digest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     list_id: int = Field(foreign_key="mailing_list.id", index=True)
     status: str = Field(default=DigestStatus.DRAFT)
+    nonce: str = Field(default_factory=new_nonce)  # in markers and Message-IDs: never guessable
     subject: str
     preheader: str = ""
     html: str = ""  # rendered once, with recipient placeholders; what was sent is kept

@@ -45,7 +45,7 @@ from newsletter.models import (
     SubscriptionStatus,
     utcnow,
 )
-from newsletter.personalize import Placeholder, Recipient
+from newsletter.personalize import Markers, Recipient
 from newsletter.render.templating import RenderedDigest, render_digest
 from newsletter.send.dispatch import (
     Dispatcher,
@@ -352,8 +352,9 @@ def preview(settings: Settings, slug: str, out_dir: Path) -> PreviewReport | Non
         0, SAMPLE_EMAIL, "Sample Reader", f"{settings.publication.base_url}/unsubscribe/preview"
     )
     html_path, text_path = out_dir / "digest.html", out_dir / "digest.txt"
-    atomic_write(html_path, personalize(rendered.html, sample, html=True))
-    atomic_write(text_path, personalize(rendered.text, sample, html=False))
+    markers = message.markers
+    atomic_write(html_path, markers.fill(rendered.html, sample, escape_html))
+    atomic_write(text_path, markers.fill(rendered.text, sample))
     atomic_write(out_dir / "digest.eml", message.render(sample).replace(b"\r\n", b"\n"))
     return PreviewReport(
         html_path,
@@ -364,13 +365,6 @@ def preview(settings: Settings, slug: str, out_dir: Path) -> PreviewReport | Non
         rendered.html_bytes,
         rendered.clipped_by_gmail,
     )
-
-
-def personalize(body: str, recipient: Recipient, *, html: bool) -> str:
-    for placeholder in Placeholder:
-        value = recipient.value(placeholder)
-        body = body.replace(placeholder.value, escape_html(value) if html else value)
-    return body
 
 
 def atomic_write(path: Path, content: str | bytes) -> None:
@@ -537,7 +531,7 @@ def prepare_message(
         html_body=digest.html,
         list_id=f"{mailing_list.name} <{mailing_list.slug}.{publication.domain}>",
         message_id_domain=publication.domain,
-        digest_key=f"digest{digest.id}",
+        markers=Markers(digest.nonce),
         reply_to=publication.reply_to,
         unsubscribe_mailto=publication.unsubscribe_mailto,
     )

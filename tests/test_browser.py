@@ -10,15 +10,15 @@ import os
 import re
 import shutil
 import subprocess
+from html import escape
 from pathlib import Path
 
 import pytest
 
-from newsletter.personalize import Recipient
-from newsletter.pipeline import personalize
+from newsletter.personalize import Markers, Recipient
 from newsletter.render.templating import render_digest
 from tests.conftest import ROOT
-from tests.test_digest import SETTINGS, sample_briefings, view_of
+from tests.test_digest import GOLDEN_NONCE, SETTINGS, sample_briefings, view_of
 
 ARTIFACTS = ROOT / "test-artifacts"
 # Headless Chromium will not make a window narrower than 500 px, so the e-mail is shown in an
@@ -72,7 +72,7 @@ def test_no_horizontal_overflow_and_a_screenshot(width: int, tmp_path: Path) -> 
     reader = Recipient(
         1, "reader@example.com", "Reader", "https://signaldesk.example/unsubscribe/token"
     )
-    html = personalize(rendered.html, reader, html=True)
+    html = Markers(GOLDEN_NONCE).fill(rendered.html, reader, escape)
     page, host = tmp_path / "digest.html", tmp_path / "host.html"
     page.write_text(html.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
     host.write_text(HOST.format(width=width, height=2400), encoding="utf-8")

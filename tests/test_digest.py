@@ -22,6 +22,7 @@ GOLDEN = Path(__file__).parent / "golden"
 SETTINGS = load_settings(ROOT / "config.toml")
 MATCHER = ThemeMatcher(SETTINGS.themes, SETTINGS.digest.fallback_theme)
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+GOLDEN_NONCE = "g0lden"
 
 
 def candidate(id_: int, title: str, theme: str, hours_ago: int) -> Candidate:
@@ -126,6 +127,7 @@ def view_of(briefings: list[DigestBriefing], *, more: int = 0) -> DigestView:
     )
     return DigestView(
         id=7,
+        nonce=GOLDEN_NONCE,
         list_slug="weekly",
         list_name="The Weekly Briefing",
         subject="SignalDesk Weekly: golden",
@@ -164,14 +166,14 @@ def test_every_element_a_reader_needs_is_there_and_every_link_is_absolute() -> N
         "Top story",
         '<html lang="en"',
         "prefers-color-scheme: dark",
-        "[[nl:unsubscribe_url]]",
+        f"[[nl-{GOLDEN_NONCE}:unsubscribe_url]]",
     ):
         assert needle in html, needle
     links = re.findall(r'href="([^"]*)"', html)
     assert links
-    assert all(link.startswith(("https://", "http://", "#", "[[nl:")) for link in links), links
+    assert all(link.startswith(("https://", "http://", "#", "[[nl-")) for link in links), links
     assert all(
-        link.startswith("https://") or link.startswith(("#", "[[nl:"))
+        link.startswith("https://") or link.startswith(("#", "[[nl-"))
         for link in links
         if "example" in link
     )

@@ -94,8 +94,8 @@ def test_sent_message_headers_and_parts(smtp_project: Project, smtp_server: Smtp
         assert "Also reported by Harbor Ledger:" in text
         assert "Read the standards</a>" in html
         assert ">Unsubscribe</a>" in html
-        assert "[[nl:" not in text
-        assert "[[nl:" not in html
+        assert "[[nl-" not in text
+        assert "[[nl-" not in html
         head, _, body = received.data.partition(b"\r\n\r\n")
         assert max(len(line) for line in head.split(b"\r\n")) <= 998
         assert max(len(line) for line in body.split(b"\r\n")) <= 76  # quoted-printable

@@ -2,47 +2,52 @@
 
 from __future__ import annotations
 
+import random
 from email.utils import getaddresses
 
-from newsletter.personalize import Placeholder, Recipient
+from newsletter.personalize import Markers, Placeholder, Recipient
 from newsletter.send.message import PreparedMessage
 from tests.conftest import parse
 
+M = Markers("abc123")
+
 TEXT = (
     "Hello "
-    + Placeholder.NAME
+    + M.marker(Placeholder.NAME)
     + ",\n"
     + "Käse und Brötchen — “quotes” — "
     + "x" * 200
     + "\n"
     + "You are "
-    + Placeholder.EMAIL
+    + M.marker(Placeholder.EMAIL)
     + ". Leave: "
-    + Placeholder.UNSUBSCRIBE_URL
+    + M.marker(Placeholder.UNSUBSCRIBE_URL)
     + "\n"
 )
 HTML = (
     "<p>Hi "
-    + Placeholder.NAME
+    + M.marker(Placeholder.NAME)
     + "</p><p>"
     + "é" * 300
     + "</p>"
     + '<a href="'
-    + Placeholder.UNSUBSCRIBE_URL
+    + M.marker(Placeholder.UNSUBSCRIBE_URL)
     + '">Unsubscribe</a> '
-    + Placeholder.EMAIL
+    + M.marker(Placeholder.EMAIL)
 )
 
 
-def prepared(subject: str = "Weekly: “news” & more") -> PreparedMessage:
+def prepared(
+    subject: str = "Weekly: “news” & more", text: str = TEXT, html: str = HTML, markers: Markers = M
+) -> PreparedMessage:
     return PreparedMessage(
         sender="SignalDesk <briefings@signaldesk.example>",
         subject=subject,
-        text=TEXT,
-        html_body=HTML,
+        text=text,
+        html_body=html,
         list_id="The Weekly Briefing <weekly.signaldesk.example>",
         message_id_domain="signaldesk.example",
-        digest_key="digest7",
+        markers=markers,
     )
 
 
@@ -57,9 +62,9 @@ def test_recipient_values_decode_exactly() -> None:
     message = parse(raw)
     text_part, html_part = message.iter_parts()
     expected_text = (
-        TEXT.replace(Placeholder.NAME, reader.name)
-        .replace(Placeholder.EMAIL, reader.email)
-        .replace(Placeholder.UNSUBSCRIBE_URL, reader.unsubscribe_url)
+        TEXT.replace(M.marker(Placeholder.NAME), reader.name)
+        .replace(M.marker(Placeholder.EMAIL), reader.email)
+        .replace(M.marker(Placeholder.UNSUBSCRIBE_URL), reader.unsubscribe_url)
     )
     assert text_part.get_content().replace("\r\n", "\n") == expected_text
     html = html_part.get_content()
@@ -99,3 +104,33 @@ def test_header_injection_from_names_and_subjects_is_impossible() -> None:
     message = parse(raw)
     assert message["Bcc"] is None
     assert b"\r\nBcc:" not in raw.partition(b"\r\n\r\n")[0]
+
+
+def test_no_encoded_line_is_longer_than_76_octets_whatever_the_lengths() -> None:
+    chooser = random.Random(1)
+    for _ in range(300):
+        before = "".join(chooser.choice("aé= x") for _ in range(chooser.randrange(60, 160)))
+        value = "".join(chooser.choice("bü=") for _ in range(chooser.randrange(0, 120)))
+        text = before + M.marker(Placeholder.NAME) + before[::-1]
+        reader = Recipient(1, "a@example.com", value, "https://x.example/u")
+        raw = prepared(text=text, html=text).render(reader)
+        body = raw.partition(b"\r\n\r\n")[2]
+        assert max(len(line) for line in body.split(b"\r\n")) <= 76
+        decoded = next(parse(raw).iter_parts()).get_content().replace("\r\n", "\n")
+        assert decoded == (before + value + before[::-1]).replace("\r\n", "\n") + "\n"
+
+
+def test_markers_of_another_digest_are_left_alone() -> None:
+    """Feed text cannot forge a marker: it would need this digest's random nonce."""
+    forged = "[[nl-000000:email]] [[nl:email]] " + Markers("other").marker(Placeholder.EMAIL)
+    raw = prepared(text=forged + M.marker(Placeholder.EMAIL)).render(recipient())
+    text = next(parse(raw).iter_parts()).get_content()
+    assert text.startswith(forged)
+    assert text.count("zoe@example.com") == 1
+
+
+def test_message_ids_differ_between_digests_with_the_same_numbers() -> None:
+    reader = recipient()
+    assert prepared(markers=Markers("aaaa")).message_id(reader) != prepared(
+        markers=Markers("bbbb")
+    ).message_id(reader)

@@ -64,6 +64,7 @@ class DigestView:
     """Everything a digest says, with no database objects inside."""
 
     id: int
+    nonce: str
     list_slug: str
     list_name: str
     subject: str
@@ -252,6 +253,7 @@ def digest_view(session: Session, digest: Digest) -> DigestView:
     assert lead is not None, f"digest {digest.id} has no lead"
     return DigestView(
         id=digest.id,
+        nonce=digest.nonce,
         list_slug=mailing_list.slug,
         list_name=mailing_list.name,
         subject=digest.subject,

@@ -11,7 +11,7 @@ import jinja2
 
 from newsletter.config import Settings
 from newsletter.digest.builder import DigestView
-from newsletter.personalize import Placeholder
+from newsletter.personalize import Markers
 from newsletter.render.mjml import TemplateError, compile_mjml
 from newsletter.render.text import wrap
 
@@ -81,7 +81,7 @@ def fill_templates(
         "publication": publication,
         "standards_note": publication.standards_note.format(publication=publication.name),
         "view_url": archive_url(settings, view.id),
-        "recipient": {p.name.lower(): p.value for p in Placeholder},
+        "recipient": Markers(view.nonce).context,
     }
     try:
         source = _environment(folder, html=True).get_template(HTML_TEMPLATE).render(context)

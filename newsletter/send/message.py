@@ -9,9 +9,7 @@ identical to what a full per-recipient encode would decode to, at a fraction of 
 from __future__ import annotations
 
 import binascii
-import hashlib
 import html
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,14 +18,13 @@ from email.utils import format_datetime, formataddr
 
 from newsletter.feeds.sanitize import single_line
 from newsletter.models import utcnow
-from newsletter.personalize import Placeholder, Recipient
+from newsletter.personalize import Markers, Placeholder, Recipient
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
 _HEADER_POLICY = policy.SMTP
 # Long URLs must not be folded into encoded words (that breaks one-click unsubscribe).
 _LONG_LINE_POLICY = policy.SMTP.clone(max_line_length=998)
-_PLACEHOLDER = re.compile("|".join(re.escape(p.value) for p in Placeholder))
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,30 @@ def _header(name: str, value: str, *, long_line: bool = False) -> bytes:
 def _qp(data: str) -> bytes:
     encoded = binascii.b2a_qp(data.encode("utf-8"), quotetabs=False, istext=True, header=False)
     # b2a_qp breaks lines with LF unless its input had CRLF; the wire wants CRLF everywhere.
-    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    lines = encoded.replace(b"\r\n", b"\n").split(b"\n")
+    # b2a_qp lets a line ending in an encoded space ("=20") reach 77 octets.
+    return b"\r\n".join(_fold(line, 76) for line in lines)
+
+
+def _fold(line: bytes, width: int) -> bytes:
+    """Soft-break a quoted-printable line to `width` octets, never inside an "=XX" escape."""
+    parts = []
+    while len(line) > width:
+        cut = width - 1  # room for the "=" of the soft break
+        if line[cut - 1 : cut] == b"=":
+            cut -= 1
+        elif line[cut - 2 : cut - 1] == b"=":
+            cut -= 2
+        parts.append(line[:cut] + b"=")
+        line = line[cut:]
+    parts.append(line)
+    return b"\r\n".join(parts)
+
+
+def _soft_break_after(encoded: bytes) -> bytes:
+    """End an encoded stretch with a soft line break, its last line kept within 76 octets."""
+    head, newline, last = encoded.rpartition(b"\r\n")
+    return head + newline + _fold(last, 75) + SOFT_BREAK
 
 
 @dataclass(frozen=True)
@@ -59,18 +79,22 @@ class _Part:
     escape: Callable[[str], str]
 
     @classmethod
-    def build(cls, body: str, escape: Callable[[str], str]) -> _Part:
+    def build(cls, body: str, escape: Callable[[str], str], markers: Markers) -> _Part:
         text = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
         if not text.endswith("\r\n"):
             text += "\r\n"
-        pieces = _PLACEHOLDER.split(text)
-        slots = tuple(Placeholder(match) for match in _PLACEHOLDER.findall(text))
-        return cls(tuple(_qp(piece) for piece in pieces), slots, escape)
+        pieces = markers.pattern.split(text)  # text, field, text, field, ..., text
+        segments = [_qp(piece) for piece in pieces[0::2]]
+        # Every segment but the last is followed by a soft break: keep room for its "=".
+        segments[:-1] = [_soft_break_after(segment) for segment in segments[:-1]]
+        slots = tuple(Placeholder(name) for name in pieces[1::2])
+        return cls(tuple(segments), slots, escape)
 
     def render(self, recipient: Recipient) -> bytes:
         out = [self.segments[0]]
         for slot, segment in zip(self.slots, self.segments[1:], strict=True):
-            out += [SOFT_BREAK, _qp(self.escape(recipient.value(slot))), SOFT_BREAK, segment]
+            value = _soft_break_after(_qp(self.escape(recipient.value(slot))))
+            out += [value, segment]
         return b"".join(out)
 
 
@@ -86,13 +110,13 @@ class PreparedMessage:
         html_body: str,
         list_id: str,
         message_id_domain: str,
-        digest_key: str,
+        markers: Markers,
         reply_to: str | None = None,
         unsubscribe_mailto: str | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
         self.message_id_domain = message_id_domain
-        self.digest_key = digest_key
+        self.markers = markers
         self.unsubscribe_mailto = unsubscribe_mailto
         self.boundary = f"=_nl_{secrets.token_hex(12)}"
         headers = [
@@ -123,13 +147,15 @@ class PreparedMessage:
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         )
         self._tail = b"--" + boundary + b"--\r\n"
-        self._text = _Part.build(text, escape=str)
-        self._html = _Part.build(html_body, escape=lambda value: html.escape(value, quote=True))
+        self._text = _Part.build(text, escape=str, markers=markers)
+        self._html = _Part.build(
+            html_body, escape=lambda value: html.escape(value, quote=True), markers=markers
+        )
 
     def message_id(self, recipient: Recipient) -> str:
-        """Stable per (digest, recipient): a retried message keeps its Message-ID."""
-        tag = hashlib.sha256(f"{self.digest_key}:{recipient.subscriber_id}".encode()).hexdigest()
-        return f"<{self.digest_key}.{recipient.subscriber_id}.{tag[:12]}@{self.message_id_domain}>"
+        """Stable per (digest, recipient), so a retry keeps it; the digest's random nonce keeps
+        it unique across databases (a reset or a staging copy never reuses one)."""
+        return f"<{self.markers.nonce}.{recipient.subscriber_id}@{self.message_id_domain}>"
 
     def render(self, recipient: Recipient) -> bytes:
         unsubscribe = f"<{recipient.unsubscribe_url}>"
