@@ -136,3 +136,34 @@ def test_hostile_html_comes_out_inert(path: Path) -> None:
     for entry in parsed.entries:
         clean = clean_entry(entry, parsed, "https://feed.example/")
         assert not ACTIVE_CONTENT.search(clean.body_html), clean.body_html
+
+
+HOSTILE_LINKS = b"""<?xml version="1.0"?><rss version="2.0"><channel>
+<title>Hostile</title><link>https://hostile.example/</link>
+<item><title>Script link</title><guid>a</guid><link>javascript:alert(document.cookie)</link>
+<source url="data:text/html,&lt;script&gt;alert(1)&lt;/script&gt;">Evil</source></item>
+<item><title>Relative link</title><guid>b</guid><link>/posts/2</link>
+<source url="https://outlet.example/feed">Outlet</source></item>
+<item><title>Forged marker [[nl-0000:email]]</title><guid>c</guid>
+<link>https://hostile.example/c?who=[[nl:email]]</link></item>
+</channel></rss>"""
+
+
+def test_only_absolute_web_links_from_a_feed_reach_the_email() -> None:
+    parsed = parse_feed(HOSTILE_LINKS, name="hostile")
+    script, relative, forged = (
+        clean_entry(e, parsed, "https://hostile.example/feed.xml") for e in parsed.entries
+    )
+    assert script.url == "https://hostile.example/"  # the feed's own link instead
+    assert script.source_url == "https://hostile.example/"
+    assert relative.url == "https://hostile.example/posts/2"
+    assert relative.source_url == "https://outlet.example/feed"
+    assert forged.url.startswith("https://hostile.example/c?who=")
+
+
+def test_a_web_page_is_not_a_feed() -> None:
+    page = b"<!doctype html><html><head><title>Home</title></head><body><p>Hi</p></body></html>"
+    with pytest.raises(FeedError, match="could not be read as RSS or Atom"):
+        parse_feed(page, name="homepage")
+    empty_but_valid = b'<rss version="2.0"><channel><title>Quiet</title></channel></rss>'
+    assert parse_feed(empty_but_valid, name="quiet").entries == []

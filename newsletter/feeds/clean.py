@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from newsletter.feeds.parse import ParsedEntry, ParsedFeed, parse_feed
-from newsletter.feeds.sanitize import clean_html, first_paragraph, key_points, plain_text
+from newsletter.feeds.sanitize import (
+    clean_html,
+    first_paragraph,
+    key_points,
+    plain_text,
+    web_url,
+)
 
 MAX_DEK_CHARS = 400
 
@@ -42,7 +48,9 @@ class CleanEntry:
 
 
 def clean_entry(entry: ParsedEntry, feed: ParsedFeed, feed_url: str) -> CleanEntry:
-    url = entry.link or feed.link or feed_url
+    # Links go into every reader's e-mail: only absolute http(s) URLs survive.
+    feed_link = web_url(feed.link, feed_url)
+    url = web_url(entry.link, feed_link or feed_url) or feed_link
     body = clean_html(entry.content_html or entry.summary_html, base_url=url)
     dek = plain_text(entry.summary_html) if entry.content_html else first_paragraph(body)
     if len(dek) > MAX_DEK_CHARS:
@@ -58,8 +66,8 @@ def clean_entry(entry: ParsedEntry, feed: ParsedFeed, feed_url: str) -> CleanEnt
         dek=dek,
         body_html=body,
         key_points=key_points(body),
-        source_name=plain_text(entry.source_name) or plain_text(feed.title) or url,
-        source_url=entry.source_url.strip() or feed.link or url,
+        source_name=plain_text(entry.source_name) or plain_text(feed.title) or url or "the feed",
+        source_url=web_url(entry.source_url, url or feed_link) or feed_link or url,
         published=entry.published,
         tags=entry.tags,
     )

@@ -44,8 +44,8 @@ def parse_feed(data: bytes, *, name: str, headers: Mapping[str, str] | None = No
         sanitize_html=False,
         resolve_relative_uris=False,
     )
-    if not parsed.entries and parsed.get("bozo") and not parsed.feed:
-        reason = parsed.get("bozo_exception") or "not a feed"
+    if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
+        reason = parsed.get("bozo_exception") or "no RSS or Atom elements in it"
         raise FeedError(
             f"feed {name!r}: could not be read as RSS or Atom: {reason}",
             hint="check that the URL points to the feed itself, not to a web page",

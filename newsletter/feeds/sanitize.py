@@ -66,6 +66,21 @@ def plain_text(fragment: str) -> str:
     return single_line(html.unescape(fragment))
 
 
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def web_url(value: str, base: str = "") -> str:
+    """An absolute http(s) URL made from a feed value, or "" (javascript:, data:, junk)."""
+    value = value.strip()
+    if not value:
+        return ""
+    candidate = urljoin(base, value) if base else value
+    parts = urlsplit(candidate)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return "" if _UNSAFE_IN_URL.search(candidate) else candidate
+
+
 def single_line(text: str) -> str:
     """Collapse white space and drop control characters (no CR/LF can reach a header)."""
     return _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
