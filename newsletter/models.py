@@ -93,7 +93,7 @@ class Briefing(SQLModel, table=True):
     dek: str = ""
     body_html: str = ""
     key_points: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    themes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     source_name: str
     source_url: str
     content_hash: str

@@ -27,7 +27,6 @@ from newsletter.audience.tokens import SigningKey, signing_key, unsubscribe_url
 from newsletter.config import Settings, smtp_password
 from newsletter.db import Database, list_row, sync_config
 from newsletter.digest.builder import build_digest, digest_view, pending_digest
-from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import FeedError, NewsletterError
 from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchResult, fetch, http_client
@@ -113,7 +112,6 @@ def fetch_feeds(
     One bad feed is reported and never stops the others; each entry is committed as stored.
     """
     database = open_database(settings)
-    matcher = ThemeMatcher(settings.themes, settings.digest.fallback_theme)
     order = {source.name: index for index, source in enumerate(settings.feeds)}
     reports: dict[str, FeedReport] = {}
 
@@ -173,7 +171,7 @@ def fetch_feeds(
             for job in as_completed(parsing):
                 feed, result = parsing[job]
                 try:
-                    counts = store_entries(session, feed, job.result(), matcher.match)
+                    counts = store_entries(session, feed, job.result())
                 except FeedError as exc:
                     session.rollback()
                     report(feed, FeedReport(feed.name, "error", error=str(exc)))

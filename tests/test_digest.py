@@ -208,3 +208,15 @@ def test_pinning_and_caps_through_the_cli(project: Project) -> None:
     assert "2 more on the web:" in text
     unknown = project.cli("digest", "pin", "nope", "--list", "weekly", expect=1)
     assert "no briefing with guid 'nope'" in unknown.output
+
+
+def test_a_theme_added_to_the_config_applies_to_briefings_already_fetched(
+    project: Project,
+) -> None:
+    project.cli("fetch")
+    data = project.config()
+    data["themes"].insert(0, {"name": "Libraries", "keywords": ["library"]})
+    project.write_config(data)
+    project.cli("preview", "--list", "weekly", "--out", "p")
+    text = (project.folder / "p" / "digest.txt").read_text()
+    assert "== TOP STORY · LIBRARIES ==" in text

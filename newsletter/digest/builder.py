@@ -140,13 +140,17 @@ def build_digest(
     pin = session.get(DigestPin, mailing_list.id)
     rows = {briefing.id: briefing for briefing in briefings}
     options = settings.digest
+    matcher = ThemeMatcher(settings.themes, options.fallback_theme)
     plan = plan_digest(
         [
-            Candidate(b.id, b.title, tuple(b.themes), b.published_at)
+            # Themes come from the config of today, so a theme added or renamed counts at once.
+            Candidate(
+                b.id, b.title, tuple(matcher.match(b.tags, f"{b.title}\n{b.dek}")), b.published_at
+            )
             for b in briefings
             if b.id is not None
         ],
-        ThemeMatcher(settings.themes, options.fallback_theme),
+        matcher,
         max_per_theme=options.max_per_theme,
         max_briefings=options.max_briefings,
         merge_similarity=options.merge_similarity,

@@ -1,8 +1,8 @@
-"""Parsed entries -> stored briefings: identity, cleaning, attribution, themes, upsert."""
+"""Clean entries -> stored briefings: insert new ones, update edited ones, one commit each."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +11,6 @@ from sqlmodel import Session, col, select
 
 from newsletter.feeds.clean import CleanEntry
 from newsletter.models import Briefing, Feed, utcnow
-
-Classifier = Callable[[Iterable[str], str], list[str]]
 
 
 @dataclass
@@ -30,7 +28,7 @@ _UPDATED_COLUMNS = (
     "dek",
     "body_html",
     "key_points",
-    "themes",
+    "tags",
     "source_name",
     "source_url",
     "content_hash",
@@ -44,9 +42,7 @@ _UPDATE_KEEPING_DATE = (
 _UPDATE = _UPDATE_KEEPING_DATE.values(published_at=bindparam("published_at"))
 
 
-def store_entries(
-    session: Session, feed: Feed, entries: Iterable[CleanEntry], classify: Classifier
-) -> IngestCounts:
+def store_entries(session: Session, feed: Feed, entries: Iterable[CleanEntry]) -> IngestCounts:
     """Insert new briefings and update edited ones, committing each so a crash keeps the rest.
 
     Core statements rather than ORM objects: this runs once per entry of every feed.
@@ -74,7 +70,7 @@ def store_entries(
             "dek": clean.dek,
             "body_html": clean.body_html,
             "key_points": clean.key_points,
-            "themes": classify(clean.tags, f"{clean.title}\n{clean.dek}"),
+            "tags": list(clean.tags),
             "source_name": clean.source_name,
             "source_url": clean.source_url,
             "content_hash": digest,
