@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from newsletter import models
 from newsletter.config import Settings
@@ -71,11 +71,21 @@ class Database:
 def sync_config(database: Database) -> None:
     """Make the feed and list rows match config.toml (add and rename; never delete)."""
     settings = database.settings
+    configured = {source.name for source in settings.feeds}
     with database.session() as session:
         for source in settings.feeds:
             feed = session.exec(select(models.Feed).where(models.Feed.name == source.name)).first()
             location = settings.feed_location(source)
             if feed is None:
+                # A feed renamed in config.toml keeps its row (and so its briefings' identity).
+                feed = session.exec(
+                    select(models.Feed).where(
+                        models.Feed.config_url == location, col(models.Feed.name).not_in(configured)
+                    )
+                ).first()
+                if feed is not None:
+                    feed.name = source.name
+                    continue
                 session.add(models.Feed(name=source.name, config_url=location, url=location))
             elif feed.config_url != location:
                 feed.config_url = feed.url = location

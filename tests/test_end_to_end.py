@@ -199,3 +199,19 @@ def test_init_is_idempotent(project: Project) -> None:
     second = project.cli("init").output
     assert "Database ready" in first
     assert first == second
+
+
+def test_renaming_or_moving_a_feed_resends_nothing(project: Project) -> None:
+    publish(project)
+    data = project.config()
+    data["feeds"][0]["name"] = "SignalDesk (renamed)"
+    project.write_config(data)
+    project.cli("fetch")
+    assert "Nothing new" in project.cli("send", "--list", "weekly", "--yes").output
+    moved = project.folder / "samples" / "moved.xml"
+    moved.write_bytes((project.folder / "samples" / "briefings.xml").read_bytes())
+    data["feeds"][0]["url"] = "samples/moved.xml"
+    project.write_config(data)
+    project.cli("fetch")
+    assert "Nothing new" in project.cli("send", "--list", "weekly", "--yes").output
+    assert len(project.outbox()) == SAMPLE_SUBSCRIBERS

@@ -117,6 +117,12 @@ def candidate_briefings(
     start = window_start(session, settings, mailing_list, now)
     earliest = now - timedelta(days=settings.digest.window_days)
     already_sent = select(DigestItem.briefing_id).where(DigestItem.list_id == mailing_list.id)
+    # The same link in another feed (or a feed re-added under a new URL) is not news either.
+    sent_links = (
+        select(Briefing.url)
+        .join(DigestItem, col(DigestItem.briefing_id) == Briefing.id)
+        .where(DigestItem.list_id == mailing_list.id, Briefing.url != "")
+    )
     rows = session.exec(
         select(Briefing)
         .where(
@@ -124,6 +130,7 @@ def candidate_briefings(
             col(Briefing.published_at) > earliest,
             col(Briefing.published_at) <= now,
             col(Briefing.id).not_in(already_sent),
+            col(Briefing.url).not_in(sent_links),
         )
         .order_by(col(Briefing.published_at).desc(), col(Briefing.id))
     ).all()
