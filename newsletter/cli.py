@@ -39,9 +39,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-subscribers_app = typer.Typer(
-    help="Add, import and remove subscribers of a list.", no_args_is_help=True
-)
+subscribers_app = typer.Typer(help="Import and remove subscribers of a list.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 digest_app = typer.Typer(help="Shape the next digest of a list.", no_args_is_help=True)
 app.add_typer(digest_app, name="digest")

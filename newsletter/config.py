@@ -7,6 +7,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from email.utils import parseaddr
 from pathlib import Path
+from string import Formatter
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -134,14 +135,30 @@ class MailingList(_Section):
     description: str = ""
 
 
+SUBJECT_FIELDS = frozenset({"publication", "lead", "count", "more", "and_more", "themes", "date"})
+
+
 class DigestSettings(_Section):
     window_days: int = Field(default=7, ge=1, le=366)
     max_per_theme: int = Field(default=6, ge=1, le=100)
     max_briefings: int = Field(default=30, ge=1, le=500)
     merge_similarity: float = Field(default=0.85, gt=0, le=1)
     fallback_theme: Line = "More briefings"
-    subject: Line = "{publication}: {lead} and {more} more"
+    subject: Line = "{publication}: {lead}{and_more}"
     preheader: Line = "This week: {themes}"
+
+    @field_validator("subject", "preheader")
+    @classmethod
+    def _known_fields(cls, template: str) -> str:
+        try:
+            fields = [name for _, name, _, _ in Formatter().parse(template) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"{template!r} is not a valid template: {exc}") from None
+        unknown = sorted(set(fields) - SUBJECT_FIELDS)
+        if unknown:
+            known = ", ".join("{" + name + "}" for name in sorted(SUBJECT_FIELDS))
+            raise ValueError(f"unknown field {{{unknown[0]}}}; use {known}")
+        return template
 
 
 class Settings(_Section):
@@ -186,6 +203,10 @@ class Settings(_Section):
             if rest and rest != ":memory:":
                 return prefix + str((self.folder / rest).resolve())
         return url
+
+    @property
+    def smtp_ca_file(self) -> Path | None:
+        return (self.folder / self.smtp.ca_file).resolve() if self.smtp.ca_file else None
 
     @property
     def maildir_path(self) -> Path:

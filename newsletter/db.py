@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from newsletter import models
@@ -21,6 +21,22 @@ class DatabaseError(NewsletterError):
 
 
 def make_engine(url: str) -> Engine:
+    try:
+        return _make_engine(url)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise DatabaseError(
+            f"[database] url {url!r} is not a database URL SQLAlchemy can open: {exc}",
+            hint="use sqlite:///newsletter.db (a path beside config.toml) or "
+            "postgresql+psycopg://user@host/dbname",
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise DatabaseError(
+            f"[database] url {url!r} needs the Python package {exc.name!r}",
+            hint=f"install it into the project's environment: pip install {exc.name}",
+        ) from None
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != url and not path.startswith(":memory:"):

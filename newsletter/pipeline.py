@@ -20,6 +20,7 @@ from html import escape as escape_html
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from newsletter.audience import subscribers as audience
@@ -373,10 +374,17 @@ def atomic_write(path: Path, content: str | bytes) -> None:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a preview is to be shared
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _rendered(session: Session, settings: Settings, digest: Digest) -> RenderedDigest:
@@ -418,8 +426,8 @@ def transport_factory(settings: Settings) -> tuple[Callable[[], Transport], int]
     if settings.delivery.transport == "maildir":
         path = settings.maildir_path
         return (lambda: MaildirTransport(path)), 1
-    smtp, password = settings.smtp, smtp_password()
-    return (lambda: SmtpTransport(smtp, password)), smtp.concurrency
+    smtp, password, ca_file = settings.smtp, smtp_password(), settings.smtp_ca_file
+    return (lambda: SmtpTransport(smtp, password, ca_file)), smtp.concurrency
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -469,7 +477,13 @@ def send(
             if digest is None and active_count(session, mailing_list) == 0:
                 report.no_audience = True
             elif digest is None:
-                digest = build_digest(session, settings, mailing_list)
+                try:
+                    digest = build_digest(session, settings, mailing_list)
+                except IntegrityError:  # its flush lost a race for the same briefings
+                    raise NewsletterError(
+                        f"another `newsletter send` is building a digest of {slug} right now",
+                        hint="wait for it to finish; nobody is mailed twice",
+                    ) from None
             if digest is not None:
                 assert digest.id is not None
                 report.digest_id, report.subject = digest.id, digest.subject
@@ -541,7 +555,7 @@ def recipient_for(
     assert subscriber.id is not None
     return Recipient(
         subscriber.id,
-        subscriber.email,
+        audience.ascii_address(subscriber.email),
         subscriber.name,
         unsubscribe_url(settings, key, list_id, subscriber.id),
     )

@@ -100,3 +100,12 @@ def test_config_from_environment_variable(project: Project, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert str(project.folder / "newsletter.db") in result.stdout
     assert (project.folder / "newsletter.db").exists()
+
+
+@pytest.mark.parametrize("template", ["{publication.title}", "{lead[0]}", "{nope}", "{lead"])
+def test_subject_templates_only_take_known_fields(project: Project, template: str) -> None:
+    data = project.config()
+    data["digest"]["subject"] = template
+    project.write_config(data)
+    with pytest.raises(ConfigError, match=r"\[digest\] subject: "):
+        load_settings(project.config_path)

@@ -59,3 +59,25 @@ def test_missing_email_column_names_the_file(project: Project) -> None:
     path = write(project, "nohead.csv", "ada@example.com,Ada\n")
     result = project.cli("subscribers", "import", path, "--list", "weekly", expect=1)
     assert f"{path}:1: the header row has no 'email' column" in result.output
+
+
+def test_international_addresses(project: Project, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = write(project, "idn.csv", "email,name\nuser@bücher.example,Idn\nzoë@example.com,Zoe\n")
+    result = project.cli("subscribers", "import", path, "--list", "weekly", "--skip-invalid")
+    assert "1 added" in result.output
+    assert "non-ASCII letters before the @" in result.output
+    project.cli("fetch")
+    project.cli("send", "--list", "weekly", "--yes")
+    delivered = project.folder / "outbox" / "new"
+    (message,) = [p.read_text() for p in delivered.iterdir()]
+    assert "Delivered-To: user@xn--bcher-kva.example" in message
+
+
+def test_unreadable_inputs_are_one_line_errors(project: Project) -> None:
+    result = project.cli("subscribers", "import", str(project.folder), "--list", "weekly", expect=1)
+    assert "is a folder" in result.output
+    data = project.config()
+    data["database"]["url"] = "nonsense://x"
+    project.write_config(data)
+    result = project.cli("init", expect=1)
+    assert "[database] url 'nonsense://x'" in result.output

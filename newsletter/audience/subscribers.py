@@ -7,6 +7,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, select
 
@@ -32,7 +33,20 @@ def normalize_email(raw: str) -> str:
         result = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise AddressError(f"{raw.strip()!r} is not a valid e-mail address: {exc}") from None
+    if result.smtputf8:
+        raise AddressError(
+            f"{raw.strip()!r} has non-ASCII letters before the @, which only SMTPUTF8 mail "
+            "servers accept; this sender does not use SMTPUTF8 yet"
+        )
     return str(result.normalized)
+
+
+def ascii_address(email: str) -> str:
+    """The form that goes on the wire: an internationalized domain in punycode (IDNA 2008)."""
+    local, _, domain = email.rpartition("@")
+    if domain.isascii():
+        return email
+    return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
 
 
 @dataclass
@@ -56,6 +70,10 @@ def read_subscriber_csv(path: Path) -> tuple[list[_Row], list[str]]:
         text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise ImportFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImportFileError(f"{path}: is a folder", hint="name the CSV file itself") from None
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise ImportFileError(
             f"{path}: not UTF-8 text (byte {exc.start})", hint="save the file as UTF-8 CSV"
@@ -177,6 +195,6 @@ def remove_subscriber(session: Session, mailing_list: MailingList, email: str) -
     if subscriber is None or subscriber.id is None:
         raise AddressError(
             f"{email} is not a subscriber",
-            hint=f"`newsletter subscribers list --list {mailing_list.slug}` shows them",
+            hint="check the spelling; addresses match whatever their case",
         )
     return unsubscribe(session, mailing_list, subscriber.id, origin="cli")

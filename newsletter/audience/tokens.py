@@ -78,9 +78,17 @@ def signing_key(settings: Settings) -> SigningKey:
 
 def _read_or_create_key(path: Path) -> bytes:
     try:
-        return path.read_bytes().strip()
+        key = path.read_bytes().strip()
     except FileNotFoundError:
         pass
+    else:
+        if len(key) < 16:
+            raise NewsletterError(
+                f"{path} holds no usable key",
+                hint=f"delete it to have a new one made (links in mail already sent stop "
+                f"working), or set {SECRET_KEY_ENV}",
+            )
+        return key
     key = secrets.token_urlsafe(48).encode()
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -170,6 +170,7 @@ def build_digest(
         "lead": rows[plan.lead.candidate.id].title,
         "count": len(plan.items),
         "more": len(plan.items) - 1,
+        "and_more": f" and {len(plan.items) - 1} more" if len(plan.items) > 1 else "",
         "themes": ", ".join(plan.themes),
         "date": f"{now.day} {now:%B %Y}",
     }
@@ -216,7 +217,7 @@ def _fill(settings: Settings, key: str, values: dict[str, object]) -> str:
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(
             f"{settings.path}: [digest] {key}: cannot fill {template!r}: {exc}",
-            hint="use only {publication}, {lead}, {count}, {more}, {themes} and {date}",
+            hint="use only {publication}, {lead}, {count}, {more}, {and_more}, {themes}, {date}",
         ) from None
 
 

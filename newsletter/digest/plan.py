@@ -72,7 +72,8 @@ def merge_same_stories(
 ) -> list[tuple[Candidate, list[Candidate]]]:
     """Newest first; each later candidate joins the first earlier story it matches."""
     stories: list[tuple[Candidate, list[Candidate]]] = []
-    for candidate in sorted(candidates, key=lambda c: (c.published_at, c.id), reverse=True):
+    # Newest first; equal times (undated items) keep their feed order.
+    for candidate in sorted(candidates, key=lambda c: (-c.published_at.timestamp(), c.id)):
         for primary, others in stories:
             if same_story(primary.title, candidate.title, threshold):
                 others.append(candidate)

@@ -24,9 +24,10 @@ def _text(reply: bytes | str) -> str:
 class SmtpTransport:
     """Opens its connection on first use and keeps it for every message after."""
 
-    def __init__(self, settings: Smtp, password: str = "") -> None:
+    def __init__(self, settings: Smtp, password: str = "", ca_file: Path | None = None) -> None:
         self.settings = settings
         self._password = password
+        self._ca_file = ca_file
         self._client: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
@@ -36,13 +37,13 @@ class SmtpTransport:
             client: smtplib.SMTP
             if smtp.security == "tls":
                 client = smtplib.SMTP_SSL(
-                    smtp.host, smtp.port, timeout=smtp.timeout, context=tls_context(smtp.ca_file)
+                    smtp.host, smtp.port, timeout=smtp.timeout, context=tls_context(self._ca_file)
                 )
             else:
                 client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
             client.ehlo_or_helo_if_needed()
             if smtp.security == "starttls":
-                client.starttls(context=tls_context(smtp.ca_file))
+                client.starttls(context=tls_context(self._ca_file))
                 client.ehlo()
             if smtp.username:
                 client.login(smtp.username, self._password)
