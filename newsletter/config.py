@@ -143,6 +143,7 @@ class DigestSettings(_Section):
     max_per_theme: int = Field(default=6, ge=1, le=100)
     max_briefings: int = Field(default=30, ge=1, le=500)
     merge_similarity: float = Field(default=0.85, gt=0, le=1)
+    templates: Path = Path("templates")  # beside config.toml; the bundled ones when missing
     fallback_theme: Line = "More briefings"
     subject: Line = "{publication}: {lead}{and_more}"
     preheader: Line = "This week: {themes}"
@@ -203,6 +204,12 @@ class Settings(_Section):
             if rest and rest != ":memory:":
                 return prefix + str((self.folder / rest).resolve())
         return url
+
+    @property
+    def templates_folder(self) -> Path | None:
+        """The editor's templates folder, if it exists (else the bundled templates are used)."""
+        folder = (self.folder / self.digest.templates).resolve()
+        return folder if folder.is_dir() else None
 
     @property
     def smtp_ca_file(self) -> Path | None:

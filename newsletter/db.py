@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, inspect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -60,11 +60,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_schema(engine: Engine) -> None:
     try:
         SQLModel.metadata.create_all(engine)
+        missing = _missing_columns(engine)
     except OperationalError as exc:
         raise DatabaseError(
             f"cannot create the database schema at {engine.url!r}: {exc.orig}",
             hint="check [database] url in config.toml and that its folder is writable",
         ) from None
+    if missing:
+        raise DatabaseError(
+            f"the database at {engine.url!r} was made by an older version of newsletter "
+            f"(it lacks {', '.join(missing[:3])})",
+            hint="schema upgrades are not automatic yet: keep a copy of the file and start a "
+            "new database, or run the version that made it",
+        )
+
+
+def _missing_columns(engine: Engine) -> list[str]:
+    inspector = inspect(engine)
+    missing = []
+    for table in SQLModel.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in present]
+    return missing
 
 
 class Database:

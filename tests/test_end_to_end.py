@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import shutil
+import sqlite3
 from email.message import EmailMessage
 from email.utils import getaddresses
 
 from newsletter.audience.tokens import SigningKey
-from tests.conftest import Project, SmtpServer
+from tests.conftest import ROOT, Project, SmtpServer
 
 SAMPLE_SUBSCRIBERS = 6
 SAMPLE_STORIES = 14  # 15 briefings; two outlets' takes on one story are merged into one item
@@ -215,3 +217,23 @@ def test_renaming_or_moving_a_feed_resends_nothing(project: Project) -> None:
     project.cli("fetch")
     assert "Nothing new" in project.cli("send", "--list", "weekly", "--yes").output
     assert len(project.outbox()) == SAMPLE_SUBSCRIBERS
+
+
+def test_an_editor_changes_the_template_beside_config(project: Project) -> None:
+    shutil.copytree(ROOT / "templates", project.folder / "templates")
+    mjml = project.folder / "templates" / "digest.mjml.j2"
+    mjml.write_text(mjml.read_text().replace("Top story", "This week's lead"))
+    project.cli("fetch")
+    project.cli("preview", "--list", "weekly", "--out", "p")
+    assert "This week's lead" in (project.folder / "p" / "digest.html").read_text()
+
+
+def test_a_database_from_an_older_schema_is_a_clear_error(project: Project) -> None:
+    project.cli("init")
+    database = sqlite3.connect(project.folder / "newsletter.db")
+    database.execute("ALTER TABLE digest DROP COLUMN nonce")
+    database.commit()
+    database.close()
+    result = project.cli("fetch", expect=1)
+    assert "made by an older version" in result.output
+    assert "digest.nonce" in result.output

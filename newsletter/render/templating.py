@@ -61,7 +61,9 @@ def archive_url(settings: Settings, digest_id: int) -> str:
     return f"{settings.publication.base_url}/archive/{digest_id}"
 
 
-def render_digest(view: DigestView, settings: Settings, folder: Path = TEMPLATES) -> RenderedDigest:
+def render_digest(
+    view: DigestView, settings: Settings, folder: Path | None = None
+) -> RenderedDigest:
     source, text = fill_templates(view, settings, folder)
     return RenderedDigest(
         subject=view.subject,
@@ -72,9 +74,14 @@ def render_digest(view: DigestView, settings: Settings, folder: Path = TEMPLATES
 
 
 def fill_templates(
-    view: DigestView, settings: Settings, folder: Path = TEMPLATES
+    view: DigestView, settings: Settings, folder: Path | None = None
 ) -> tuple[str, str]:
-    """The MJML source and the plain text of a digest, placeholders left in."""
+    """The MJML source and the plain text of a digest, placeholders left in.
+
+    Templates come from `folder`, else from `[digest] templates` beside config.toml, else from
+    the ones bundled with the package.
+    """
+    folder = folder or settings.templates_folder or TEMPLATES
     publication = settings.publication
     context = {
         "digest": view,
