@@ -220,3 +220,12 @@ def test_a_theme_added_to_the_config_applies_to_briefings_already_fetched(
     project.cli("preview", "--list", "weekly", "--out", "p")
     text = (project.folder / "p" / "digest.txt").read_text()
     assert "== TOP STORY · LIBRARIES ==" in text
+
+
+def test_undated_briefings_keep_the_feed_order(project: Project) -> None:
+    project.cli("fetch")
+    project.cli("preview", "--list", "weekly", "--out", "p")
+    text = (project.folder / "p" / "digest.txt").read_text()
+    # The sample feed has no dates; its first item is the first of the first theme.
+    lead = text.split("== TOP STORY · AI & SOFTWARE ==", 1)[1].strip().splitlines()[0]
+    assert lead.startswith("Nordvale Bank restricts")

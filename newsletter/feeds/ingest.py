@@ -49,6 +49,8 @@ def store_entries(session: Session, feed: Feed, entries: Iterable[CleanEntry]) -
     """
     counts = IngestCounts()
     assert feed.id is not None
+    # One time for the whole fetch: undated entries then keep the feed's own order.
+    now = utcnow()
     known = {
         guid: (briefing_id, content_hash)
         for guid, briefing_id, content_hash in session.execute(
@@ -63,7 +65,6 @@ def store_entries(session: Session, feed: Feed, entries: Iterable[CleanEntry]) -
         if existing is not None and existing[1] == digest:
             counts.unchanged += 1
             continue
-        now = utcnow()
         fields: dict[str, Any] = {
             "url": clean.url,
             "title": clean.title,
