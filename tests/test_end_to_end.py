@@ -92,8 +92,10 @@ def test_sent_message_headers_and_parts(smtp_project: Project, smtp_server: Smtp
             assert "1 Example Street, Springfield" in body
             assert "https://signaldesk.example/standards" in body
         assert html.count("Open the original source</a>") == SAMPLE_STORIES
-        assert 'Also reported by <a href="https://harborledger.example.org/' in html
-        assert "Also reported by Harbor Ledger:" in text
+        # The Valdera strike, told by two outlets, is one item naming both.
+        assert 'Also reported by <a href="https://coastalshipping.example.com/' in html
+        assert "Also reported by Coastal Shipping News:" in text
+        assert "from Harbor Ledger." in text
         assert "Read the standards</a>" in html
         assert ">Unsubscribe</a>" in html
         assert "[[nl-" not in text
