@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -30,6 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from newsletter import __version__, pipeline
+from newsletter.audience.subscribers import export_csv
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError
 
@@ -39,7 +41,9 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-subscribers_app = typer.Typer(help="Import and remove subscribers of a list.", no_args_is_help=True)
+subscribers_app = typer.Typer(
+    help="Add, import, list, export, remove and forget subscribers.", no_args_is_help=True
+)
 app.add_typer(subscribers_app, name="subscribers")
 digest_app = typer.Typer(help="Shape the next digest of a list.", no_args_is_help=True)
 app.add_typer(digest_app, name="digest")
@@ -189,6 +193,117 @@ def subscribers_import(
         f"{report.suppressed} suppressed (left earlier; not re-added), "
         f"{len(report.skipped)} skipped."
     )
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The new subscriber's address.")],
+    list_slug: ListOption,
+    name: Annotated[str, typer.Option("--name", help="Their name, for the To: line.")] = "",
+) -> None:
+    """Add one subscriber (on a double opt-in list they get a confirmation mail first)."""
+    settings = _settings(ctx)
+    report = _run(lambda: pipeline.add_subscriber(settings, email, list_slug, name))
+    messages = {
+        "added": f"{email} now receives {list_slug}.",
+        "pending": f"{email} is pending: a confirmation mail "
+        f"{'went out' if report.confirmations_sent else 'could not be sent'}.",
+        "unchanged": f"{email} was already on {list_slug}.",
+        "suppressed": f"{email} left earlier (unsubscribed, bounced, complained or forgotten) "
+        "and is not re-added.",
+    }
+    out.print(messages[report.outcome])
+    if report.outcome == "suppressed":
+        raise typer.Exit(1)
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    ctx: typer.Context,
+    list_slug: ListOption,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only pending, active, unsubscribed, bounced or complained."),
+    ] = None,
+) -> None:
+    """List a list's subscribers with their status and where their consent came from."""
+    settings = _settings(ctx)
+    rows = _run(lambda: pipeline.subscriber_rows(settings, list_slug, status))
+    for row in rows:
+        name = f" ({row.name})" if row.name else ""
+        out.print(f"{row.email}{name}  {row.status}  since {row.since}  {row.consent}")
+    out.print(f"{len(rows)} subscriber(s).")
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    ctx: typer.Context,
+    list_slug: ListOption,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+) -> None:
+    """Write a list's subscribers as CSV to standard output (email,name,status,... columns)."""
+    settings = _settings(ctx)
+    rows = _run(lambda: pipeline.subscriber_rows(settings, list_slug, status))
+    for chunk in export_csv(rows):
+        sys.stdout.write(chunk)
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+) -> None:
+    """Print everything stored about one person: profile, lists, consent, deliveries, bounces."""
+    settings = _settings(ctx)
+    record = _run(lambda: pipeline.subscriber_record(settings, email))
+    if record is None:
+        out.print(f"Nothing is stored about {email}.")
+        raise typer.Exit(1)
+    out.print(json.dumps(record, indent=2, default=str, ensure_ascii=False))
+
+
+@subscribers_app.command("forget")
+def subscribers_forget(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The address to erase.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+) -> None:
+    """Erase a person's data for good, keeping only a hash so they are never re-added."""
+    settings = _settings(ctx)
+    if not yes and not typer.confirm(f"Erase everything about {email}?", default=False):
+        raise typer.Exit(1)
+    forgotten = _run(lambda: pipeline.forget_subscriber(settings, email))
+    out.print(
+        f"{email}: erased; only a hash is kept so they are never re-added."
+        if forgotten
+        else f"Nothing is stored about {email}."
+    )
+
+
+@subscribers_app.command("confirm")
+def subscribers_confirm(
+    ctx: typer.Context,
+    link: Annotated[str, typer.Argument(help="The confirmation link, or the token at its end.")],
+) -> None:
+    """Confirm a pending subscription from its link (what the web page does when it is opened)."""
+    settings = _settings(ctx)
+    token = link.rstrip("/").rsplit("/", 1)[-1]
+    list_name, changed = _run(lambda: pipeline.confirm_subscription(settings, token))
+    out.print(f"Confirmed: {list_name}." if changed else f"Already confirmed: {list_name}.")
+
+
+@app.command("lists")
+def lists_command(ctx: typer.Context) -> None:
+    """Show every list with how many subscribers are in each status."""
+    settings = _settings(ctx)
+    for summary in _run(lambda: pipeline.list_summaries(settings)):
+        mode = "double opt-in" if summary.double_opt_in else "single opt-in"
+        counts = " · ".join(
+            f"{status} {summary.counts.get(status, 0)}"
+            for status in ("active", "pending", "unsubscribed", "bounced", "complained")
+        )
+        out.print(f"{summary.slug} “{summary.name}” ({mode}): {counts}")
 
 
 @subscribers_app.command("remove")

@@ -133,9 +133,17 @@ class MailingList(_Section):
     slug: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     name: Line
     description: str = ""
+    double_opt_in: bool = False  # new subscribers confirm by a link before they get digests
 
 
 SUBJECT_FIELDS = frozenset({"publication", "lead", "count", "more", "and_more", "themes", "date"})
+
+
+class Security(_Section):
+    # Without NEWSLETTER_SECRET_KEY, a random key kept in newsletter.secret beside config.toml;
+    # fine on one machine for trying things out, refused by `send` unless this says so.
+    allow_development_key: bool = False
+    confirm_link_days: int = Field(default=7, ge=1, le=365)
 
 
 class DigestSettings(_Section):
@@ -174,6 +182,7 @@ class Settings(_Section):
     themes: tuple[Theme, ...] = ()
     lists: tuple[MailingList, ...] = Field(min_length=1)
     digest: DigestSettings = DigestSettings()
+    security: Security = Security()
     path: Path = Field(default=Path("config.toml"), exclude=True)
 
     @model_validator(mode="after")

@@ -117,18 +117,55 @@ class Subscriber(SQLModel, table=True):
     email_key: str = Field(unique=True)  # case-folded: Ada@ and ada@ are one subscriber
     name: str = ""
     status: str = Field(default=SubscriberStatus.ACTIVE)
+    attributes: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )  # the extra columns of an import
     created_at: datetime = _time()
+    updated_at: datetime = _time()
 
 
 class Subscription(SQLModel, table=True):
+    """One person on one list, with the record of their consent."""
+
     __table_args__ = (Index("ix_subscription_list_status", "list_id", "status"),)
 
     list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True)
     status: str = Field(default=SubscriptionStatus.ACTIVE)
-    origin: str = ""
+    origin: str = ""  # how: import, cli, web
+    consent: str = ""  # from where: "subscribers/weekly.csv:12", "cli (user@host)", a form
     created_at: datetime = _time()
     updated_at: datetime = _time()
+    confirmed_at: datetime | None = _time(nullable=True)
+    unsubscribed_at: datetime | None = _time(nullable=True)
+    unsubscribe_reason: str = ""
+
+
+class BounceKind(StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+    COMPLAINT = "complaint"
+
+
+class Bounce(SQLModel, table=True):
+    """Returned mail or a complaint about one subscriber, and what was done about it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    digest_id: int | None = Field(default=None, foreign_key="digest.id")
+    kind: str
+    status_code: str = ""
+    diagnostic: str = ""
+    action: str = ""
+    received_at: datetime = _time()
+
+
+class Suppression(SQLModel, table=True):
+    """An address that must never be mailed or re-added, kept only as a hash once forgotten."""
+
+    email_hash: str = Field(primary_key=True)  # sha256 of the case-folded address
+    reason: str
+    created_at: datetime = _time()
 
 
 class Digest(SQLModel, table=True):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import multiprocessing
 import os
+import socket
 import tempfile
 import threading
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from concurrent.futures import (
 )
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import formataddr
 from html import escape as escape_html
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,11 +27,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from newsletter.audience import subscribers as audience
-from newsletter.audience.tokens import SigningKey, signing_key, unsubscribe_url
+from newsletter.audience.addresses import ascii_address
+from newsletter.audience.tokens import (
+    BadToken,
+    SigningKey,
+    confirm_url,
+    signing_key,
+    unsubscribe_url,
+    verify_confirm_token,
+)
 from newsletter.config import Settings, smtp_password
-from newsletter.db import Database, list_row, sync_config
+from newsletter.db import Database, compact_after_erasure, list_row, sync_config
 from newsletter.digest.builder import build_digest, digest_view, pending_digest
-from newsletter.errors import FeedError, NewsletterError
+from newsletter.errors import DeliveryRefused, FeedError, NewsletterError
 from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchResult, fetch, http_client
 from newsletter.feeds.ingest import IngestCounts, store_entries
@@ -46,7 +57,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.personalize import Markers, Recipient
-from newsletter.render.templating import RenderedDigest, render_digest
+from newsletter.render.templating import RenderedDigest, render_confirmation, render_digest
 from newsletter.send.dispatch import (
     Dispatcher,
     ProgressCallback,
@@ -58,7 +69,7 @@ from newsletter.send.dispatch import (
     snapshot_audience,
 )
 from newsletter.send.maildir import MaildirTransport
-from newsletter.send.message import PreparedMessage
+from newsletter.send.message import Envelope, PreparedMessage, single_message
 from newsletter.send.smtp import SmtpTransport
 from newsletter.send.transport import Transport
 
@@ -254,16 +265,118 @@ def feed_statuses(settings: Settings) -> list[FeedStatus]:
 # -- subscribers --------------------------------------------------------------------------------
 
 
+@dataclass
+class SubscribeReport:
+    outcome: str  # added | pending | unchanged | suppressed
+    confirmations_sent: int = 0
+
+
 def import_subscribers(
     settings: Settings, path: Path, slug: str, *, skip_invalid: bool = False
 ) -> audience.ImportReport:
+    """Import a CSV; on a double opt-in list the new subscribers are mailed a confirmation."""
+    double_opt_in = settings.mailing_list(slug).double_opt_in
+    key = signing_key(settings, for_mail=True) if double_opt_in else None
     database = open_database(settings)
-    with database.session() as session:
-        report = audience.import_subscribers(
-            session, list_row(session, settings, slug), path, skip_invalid=skip_invalid
-        )
-    database.dispose()
+    try:
+        with database.session() as session:
+            mailing_list = list_row(session, settings, slug)
+            report = audience.import_subscribers(
+                session,
+                mailing_list,
+                path,
+                double_opt_in=double_opt_in,
+                skip_invalid=skip_invalid,
+            )
+            if key is not None and report.pending:
+                _send_confirmations(settings, session, key, mailing_list, report.pending)
+    finally:
+        database.dispose()
     return report
+
+
+def add_subscriber(settings: Settings, email: str, slug: str, name: str = "") -> SubscribeReport:
+    double_opt_in = settings.mailing_list(slug).double_opt_in
+    key = signing_key(settings, for_mail=True) if double_opt_in else None
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            mailing_list = list_row(session, settings, slug)
+            outcome, subscriber = audience.subscribe(
+                session,
+                mailing_list,
+                email,
+                name,
+                origin="cli",
+                consent=f"cli ({getpass.getuser()}@{socket.gethostname()})",
+                double_opt_in=double_opt_in,
+            )
+            report = SubscribeReport(outcome)
+            if outcome == "pending" and key is not None and subscriber and subscriber.id:
+                report.confirmations_sent = _send_confirmations(
+                    settings, session, key, mailing_list, [subscriber.id]
+                )
+    finally:
+        database.dispose()
+    return report
+
+
+def _send_confirmations(
+    settings: Settings,
+    session: Session,
+    key: SigningKey,
+    mailing_list: MailingList,
+    subscriber_ids: list[int],
+) -> int:
+    """Mail each pending subscriber a signed confirmation link, over one transport."""
+    assert mailing_list.id is not None
+    factory, _ = transport_factory(settings)
+    transport = factory()
+    sent = 0
+    try:
+        for subscriber_id in subscriber_ids:
+            subscriber = session.get(Subscriber, subscriber_id)
+            if subscriber is None:
+                continue
+            address = ascii_address(subscriber.email)
+            mail = render_confirmation(
+                settings,
+                list_name=mailing_list.name,
+                email=subscriber.email,
+                confirm_url=confirm_url(settings, key, mailing_list.id, subscriber_id),
+            )
+            raw = single_message(
+                sender=settings.publication.from_,
+                to=formataddr((subscriber.name, address)),
+                subject=mail.subject,
+                text=mail.text,
+                html_body=mail.html,
+                message_id_domain=settings.publication.domain,
+                reply_to=settings.publication.reply_to,
+            )
+            try:
+                transport.send(Envelope(settings.publication.from_address, address), raw)
+                sent += 1
+            except DeliveryRefused:
+                continue  # they stay pending; `subscribers add` again resends
+    finally:
+        transport.close()
+    return sent
+
+
+def confirm_subscription(settings: Settings, token: str) -> tuple[str, bool]:
+    """Act on a confirmation link: (list name, whether it changed anything)."""
+    key = signing_key(settings)
+    list_id, subscriber_id = verify_confirm_token(settings, key, token)
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            mailing_list = session.get(MailingList, list_id)
+            if mailing_list is None:
+                raise BadToken("this link is not valid")
+            return mailing_list.name, audience.confirm(session, list_id, subscriber_id)
+    finally:
+        database.dispose()
 
 
 def remove_subscriber(settings: Settings, email: str, slug: str) -> bool:
@@ -272,6 +385,66 @@ def remove_subscriber(settings: Settings, email: str, slug: str) -> bool:
         changed = audience.remove_subscriber(session, list_row(session, settings, slug), email)
     database.dispose()
     return changed
+
+
+def subscriber_rows(
+    settings: Settings, slug: str, status: str | None = None
+) -> list[audience.ListedSubscriber]:
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            return list(
+                audience.list_subscribers(session, list_row(session, settings, slug), status)
+            )
+    finally:
+        database.dispose()
+
+
+def subscriber_record(settings: Settings, email: str) -> dict[str, Any] | None:
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            return audience.record_of(session, email)
+    finally:
+        database.dispose()
+
+
+def forget_subscriber(settings: Settings, email: str) -> bool:
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            forgotten = audience.forget(session, email)
+        compact_after_erasure(database.engine)
+        return forgotten
+    finally:
+        database.dispose()
+
+
+@dataclass(frozen=True)
+class ListSummary:
+    slug: str
+    name: str
+    double_opt_in: bool
+    counts: dict[str, int]
+
+
+def list_summaries(settings: Settings) -> list[ListSummary]:
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            counts = audience.list_counts(session)
+            rows = {row.slug: row for row in session.exec(select(MailingList)).all()}
+    finally:
+        database.dispose()
+    return [
+        ListSummary(
+            declared.slug,
+            declared.name,
+            declared.double_opt_in,
+            dict(counts.get(rows[declared.slug].id or 0, {})),
+        )
+        for declared in settings.lists
+    ]
 
 
 def active_count(session: Session, mailing_list: MailingList) -> int:
@@ -456,7 +629,7 @@ def send(
     """
     database = open_database(settings)
     report = SendReport(slug, destination=destination(settings), dry_run=dry_run)
-    key = signing_key(settings)
+    key = signing_key(settings, for_mail=not dry_run)
     jobs: list[tuple[int, PreparedMessage]] = []
     try:
         with database.session() as session:
@@ -555,7 +728,7 @@ def recipient_for(
     assert subscriber.id is not None
     return Recipient(
         subscriber.id,
-        audience.ascii_address(subscriber.email),
+        ascii_address(subscriber.email),
         subscriber.name,
         unsubscribe_url(settings, key, list_id, subscriber.id),
     )

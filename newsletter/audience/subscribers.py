@@ -1,70 +1,73 @@
-"""Subscribers and subscriptions: CSV import, add, remove. The database is the truth for status."""
+"""Subscribers and subscriptions: import, add, remove, list, show, export, forget.
+
+The database is the truth for status: an import never re-subscribes someone who unsubscribed,
+bounced, complained or asked to be forgotten.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
-import idna
-from email_validator import EmailNotValidError, validate_email
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy import select as core_select
+from sqlmodel import Session, col, delete, select
 
-from newsletter.errors import ImportFileError, NewsletterError
+from newsletter.audience.addresses import (
+    AddressError,
+    check_address,
+    email_hash,
+    email_key,
+    normalize_email,
+)
+from newsletter.errors import ImportFileError
 from newsletter.feeds.sanitize import single_line
 from newsletter.models import (
+    Bounce,
+    Delivery,
     MailingList,
     Subscriber,
     SubscriberStatus,
     Subscription,
     SubscriptionStatus,
+    Suppression,
     utcnow,
 )
 
+__all__ = ["AddressError", "ImportReport", "import_subscribers", "subscribe"]
 
-class AddressError(NewsletterError):
-    """An e-mail address that cannot be used."""
-
-
-def normalize_email(raw: str) -> str:
-    """The spelling we store: domain lower-cased and IDNA-checked, local part kept as given."""
-    try:
-        result = validate_email(raw.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise AddressError(f"{raw.strip()!r} is not a valid e-mail address: {exc}") from None
-    if result.smtputf8:
-        raise AddressError(
-            f"{raw.strip()!r} has non-ASCII letters before the @, which only SMTPUTF8 mail "
-            "servers accept; this sender does not use SMTPUTF8 yet"
-        )
-    return str(result.normalized)
+T = TypeVar("T")
+_CHUNK = 500  # keys per IN (...) query: far below every database's parameter limit
 
 
-def ascii_address(email: str) -> str:
-    """The form that goes on the wire: an internationalized domain in punycode (IDNA 2008)."""
-    local, _, domain = email.rpartition("@")
-    if domain.isascii():
-        return email
-    return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    email: str
+    name: str
+    attributes: dict[str, str]
 
 
 @dataclass
 class ImportReport:
-    added: int = 0
+    added: int = 0  # new on this list (active, or pending on a double opt-in list)
     unchanged: int = 0
     suppressed: int = 0
     skipped: list[str] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # subscriber ids awaiting confirmation
 
 
-@dataclass(frozen=True)
-class _Row:
-    line: int
-    email: str
-    name: str
-
-
-def read_subscriber_csv(path: Path) -> tuple[list[_Row], list[str]]:
+def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
     """Rows and `FILE:LINE: reason` problems; case variants of one address are one row."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -78,41 +81,63 @@ def read_subscriber_csv(path: Path) -> tuple[list[_Row], list[str]]:
         raise ImportFileError(
             f"{path}: not UTF-8 text (byte {exc.start})", hint="save the file as UTF-8 CSV"
         ) from None
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
-            text[:4096], delimiters=",;\t"
-        )
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    first_line = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first_line.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [column.strip().lower() for column in next(reader, [])]
     if "email" not in header:
         raise ImportFileError(
             f"{path}:1: the header row has no 'email' column",
             hint="the first row must name the columns, e.g. email,name",
         )
-    email_at, name_at = header.index("email"), header.index("name") if "name" in header else None
-    rows: dict[str, _Row] = {}
+    email_at = header.index("email")
+    name_at = header.index("name") if "name" in header else None
+    extra = [
+        (index, name)
+        for index, name in enumerate(header)
+        if index not in (email_at, name_at) and name
+    ]
+    rows: dict[str, Row] = {}
     problems: list[str] = []
     for values in reader:
         line = reader.line_num
         if not any(value.strip() for value in values):
             continue
         raw = values[email_at] if email_at < len(values) else ""
-        try:
-            email = normalize_email(raw)
-        except AddressError as exc:
-            problems.append(f"{path}:{line}: {exc.message}")
+        check = check_address(raw)
+        if check.verdict != "valid":
+            problem = (
+                f"{raw.strip()!r} is not an address we can mail: {check.reason}"
+                if raw.strip()
+                else "the email column is empty"
+            )
+            problems.append(f"{path}:{line}: {problem}")
             continue
         name = single_line(values[name_at]) if name_at is not None and name_at < len(values) else ""
-        rows.setdefault(email_key(email), _Row(line, email, name))
+        attributes = {
+            name_: single_line(values[index])
+            for index, name_ in extra
+            if index < len(values) and values[index].strip()
+        }
+        rows.setdefault(
+            email_key(check.normalized),
+            Row(line, check.normalized, name or check.display_name, attributes),
+        )
     return list(rows.values()), problems
 
 
 def import_subscribers(
-    session: Session, mailing_list: MailingList, path: Path, *, skip_invalid: bool = False
+    session: Session,
+    mailing_list: MailingList,
+    path: Path,
+    *,
+    double_opt_in: bool = False,
+    skip_invalid: bool = False,
 ) -> ImportReport:
-    """Import a CSV into a list in one transaction; a bad row writes nothing unless skip_invalid."""
+    """Import a CSV into a list in one transaction; a bad row writes nothing unless skip_invalid.
+
+    Set-based: a few queries per 500 rows, so 100,000 rows take seconds, not minutes.
+    """
     rows, problems = read_subscriber_csv(path)
     if problems and not skip_invalid:
         raise ImportFileError(
@@ -120,70 +145,226 @@ def import_subscribers(
             hint=f"{len(problems)} bad row(s), nothing imported; fix them or use --skip-invalid",
         )
     report = ImportReport(skipped=problems)
-    origin = f"import:{path.name}"
+    assert mailing_list.id is not None
+    now = utcnow()
+    keys = [email_key(row.email) for row in rows]
+    known = _subscribers_by_key(session, keys)
+    forgotten = _suppressed_hashes(session, [email_hash(row.email) for row in rows])
+
+    fresh = [
+        row
+        for row in rows
+        if email_key(row.email) not in known and email_hash(row.email) not in forgotten
+    ]
+    if fresh:
+        session.connection().execute(
+            insert(Subscriber),
+            [
+                {
+                    "email": row.email,
+                    "email_key": email_key(row.email),
+                    "name": row.name,
+                    "attributes": row.attributes,
+                    "status": SubscriberStatus.ACTIVE,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for row in fresh
+            ],
+        )
+        known.update(_subscribers_by_key(session, [email_key(row.email) for row in fresh]))
+
+    memberships = _subscriptions(session, mailing_list.id, [s.id for s in known.values()])
+    joining: list[dict[str, Any]] = []
+    edits: list[dict[str, Any]] = []
+    status = SubscriptionStatus.PENDING if double_opt_in else SubscriptionStatus.ACTIVE
     for row in rows:
-        outcome = subscribe(session, mailing_list, row.email, row.name, origin=origin)
-        setattr(report, outcome, getattr(report, outcome) + 1)
+        subscriber = known.get(email_key(row.email))
+        if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+            report.suppressed += 1
+            continue
+        membership = memberships.get(subscriber.id)
+        if membership == SubscriptionStatus.UNSUBSCRIBED:
+            report.suppressed += 1
+            continue
+        if membership is not None:
+            report.unchanged += 1
+            if (row.name and row.name != subscriber.name) or (
+                row.attributes and row.attributes != subscriber.attributes
+            ):
+                edits.append(
+                    {
+                        "subscriber_id": subscriber.id,
+                        "name": row.name or subscriber.name,
+                        "attributes": {**subscriber.attributes, **row.attributes},
+                        "updated_at": now,
+                    }
+                )
+            continue
+        joining.append(
+            {
+                "list_id": mailing_list.id,
+                "subscriber_id": subscriber.id,
+                "status": status,
+                "origin": "import",
+                "consent": f"{path.name}:{row.line}",
+                "created_at": now,
+                "updated_at": now,
+                "confirmed_at": None if double_opt_in else now,
+            }
+        )
+        report.added += 1
+        if double_opt_in:
+            report.pending.append(subscriber.id)
+    if joining:
+        session.connection().execute(insert(Subscription), joining)
+    if edits:
+        session.connection().execute(
+            update(Subscriber)
+            .where(col(Subscriber.id) == bindparam("subscriber_id"))
+            .values(
+                name=bindparam("name"),
+                attributes=bindparam("attributes"),
+                updated_at=bindparam("updated_at"),
+            ),
+            edits,
+        )
     session.commit()
     return report
 
 
-def _find(session: Session, email: str) -> Subscriber | None:
+@dataclass(frozen=True)
+class _Known:
+    id: int
+    status: str
+    name: str
+    attributes: dict[str, str]
+
+
+def _subscribers_by_key(session: Session, keys: Sequence[str]) -> dict[str, _Known]:
+    found: dict[str, _Known] = {}
+    columns = (
+        Subscriber.email_key,
+        Subscriber.id,
+        Subscriber.status,
+        Subscriber.name,
+        Subscriber.attributes,
+    )
+    for chunk in _chunks(keys):
+        query = core_select(*(col(column) for column in columns))
+        for key, id_, status, name, attributes in session.execute(
+            query.where(col(Subscriber.email_key).in_(chunk))
+        ).all():
+            found[key] = _Known(id_, status, name, attributes or {})
+    return found
+
+
+def _suppressed_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(hashes):
+        found.update(
+            session.exec(
+                select(Suppression.email_hash).where(col(Suppression.email_hash).in_(chunk))
+            ).all()
+        )
+    return found
+
+
+def _subscriptions(session: Session, list_id: int, subscriber_ids: Sequence[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for chunk in _chunks(subscriber_ids):
+        for subscriber_id, status in session.execute(
+            select(Subscription.subscriber_id, Subscription.status).where(
+                Subscription.list_id == list_id, col(Subscription.subscriber_id).in_(chunk)
+            )
+        ).all():
+            found[subscriber_id] = status
+    return found
+
+
+def find(session: Session, email: str) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.email_key == email_key(email))).first()
 
 
-def email_key(email: str) -> str:
-    return email.casefold()
-
-
 def subscribe(
-    session: Session, mailing_list: MailingList, email: str, name: str, *, origin: str
-) -> str:
-    """Add one address to a list; returns added / unchanged / suppressed.
-
-    Someone who unsubscribed, bounced or complained is never re-subscribed by this path.
-    """
+    session: Session,
+    mailing_list: MailingList,
+    email: str,
+    name: str = "",
+    *,
+    origin: str,
+    consent: str,
+    double_opt_in: bool = False,
+) -> tuple[str, Subscriber | None]:
+    """Add one address to a list: (added | pending | unchanged | suppressed, subscriber)."""
+    normalized = normalize_email(email)
+    if session.get(Suppression, email_hash(normalized)) is not None:
+        return "suppressed", None
     now = utcnow()
-    subscriber = _find(session, email)
+    subscriber = find(session, normalized)
     if subscriber is None:
-        subscriber = Subscriber(email=email, email_key=email_key(email), name=name, created_at=now)
+        subscriber = Subscriber(
+            email=normalized,
+            email_key=email_key(normalized),
+            name=single_line(name),
+            created_at=now,
+            updated_at=now,
+        )
         session.add(subscriber)
         session.flush()
     elif subscriber.status != SubscriberStatus.ACTIVE:
-        return "suppressed"
-    elif name and subscriber.name != name:
-        subscriber.name = name
+        return "suppressed", subscriber
     assert subscriber.id is not None
     assert mailing_list.id is not None
     subscription = session.get(Subscription, (mailing_list.id, subscriber.id))
-    if subscription is None:
-        session.add(
-            Subscription(
-                list_id=mailing_list.id,
-                subscriber_id=subscriber.id,
-                status=SubscriptionStatus.ACTIVE,
-                origin=origin,
-                created_at=now,
-                updated_at=now,
-            )
+    if subscription is not None:
+        if subscription.status == SubscriptionStatus.UNSUBSCRIBED:
+            return "suppressed", subscriber
+        return "unchanged", subscriber
+    status = SubscriptionStatus.PENDING if double_opt_in else SubscriptionStatus.ACTIVE
+    session.add(
+        Subscription(
+            list_id=mailing_list.id,
+            subscriber_id=subscriber.id,
+            status=status,
+            origin=origin,
+            consent=consent,
+            created_at=now,
+            updated_at=now,
+            confirmed_at=None if double_opt_in else now,
         )
-        return "added"
-    if subscription.status == SubscriptionStatus.UNSUBSCRIBED:
-        return "suppressed"
-    return "unchanged"
+    )
+    session.commit()
+    return ("pending" if double_opt_in else "added"), subscriber
+
+
+def confirm(session: Session, list_id: int, subscriber_id: int) -> bool:
+    """A pending subscription becomes active (double opt-in); True if it changed."""
+    subscription = session.get(Subscription, (list_id, subscriber_id))
+    if subscription is None or subscription.status != SubscriptionStatus.PENDING:
+        return False
+    now = utcnow()
+    subscription.status, subscription.confirmed_at, subscription.updated_at = (
+        SubscriptionStatus.ACTIVE,
+        now,
+        now,
+    )
+    session.add(subscription)
+    session.commit()
+    return True
 
 
 def unsubscribe(
-    session: Session, mailing_list: MailingList, subscriber_id: int, *, origin: str
+    session: Session, list_id: int, subscriber_id: int, *, origin: str, reason: str = ""
 ) -> bool:
     """Mark one subscription unsubscribed; True if it changed. Repeating it is harmless."""
-    assert mailing_list.id is not None
-    subscription = session.get(Subscription, (mailing_list.id, subscriber_id))
+    subscription = session.get(Subscription, (list_id, subscriber_id))
     if subscription is None or subscription.status == SubscriptionStatus.UNSUBSCRIBED:
         return False
+    now = utcnow()
     subscription.status = SubscriptionStatus.UNSUBSCRIBED
-    subscription.origin = origin
-    subscription.updated_at = utcnow()
+    subscription.unsubscribed_at = subscription.updated_at = now
+    subscription.unsubscribe_reason = reason or origin
     session.add(subscription)
     session.commit()
     return True
@@ -191,10 +372,134 @@ def unsubscribe(
 
 def remove_subscriber(session: Session, mailing_list: MailingList, email: str) -> bool:
     """Unsubscribe an address from a list by hand (`subscribers remove`)."""
-    subscriber = _find(session, normalize_email(email))
-    if subscriber is None or subscriber.id is None:
+    subscriber = find(session, normalize_email(email))
+    if subscriber is None or subscriber.id is None or mailing_list.id is None:
         raise AddressError(
             f"{email} is not a subscriber",
             hint="check the spelling; addresses match whatever their case",
         )
-    return unsubscribe(session, mailing_list, subscriber.id, origin="cli")
+    return unsubscribe(
+        session,
+        mailing_list.id,
+        subscriber.id,
+        origin="cli",
+        reason="removed with `newsletter subscribers remove`",
+    )
+
+
+@dataclass(frozen=True)
+class ListedSubscriber:
+    email: str
+    name: str
+    status: str
+    since: str
+    consent: str
+    attributes: dict[str, str]
+
+
+def list_subscribers(
+    session: Session, mailing_list: MailingList, status: str | None = None
+) -> Iterator[ListedSubscriber]:
+    """Everyone on a list, in the order they joined; streamed, so it works for any size."""
+    query = (
+        select(Subscriber, Subscription)
+        .join(Subscription, col(Subscription.subscriber_id) == Subscriber.id)
+        .where(Subscription.list_id == mailing_list.id)
+        .order_by(col(Subscriber.id))
+    )
+    if status:
+        query = query.where(Subscription.status == status)
+    for subscriber, subscription in session.exec(query.execution_options(yield_per=1000)):
+        effective = subscription.status
+        if subscriber.status != SubscriberStatus.ACTIVE:
+            effective = subscriber.status
+        yield ListedSubscriber(
+            subscriber.email,
+            subscriber.name,
+            effective,
+            f"{subscription.created_at:%Y-%m-%d}",
+            subscription.consent,
+            subscriber.attributes or {},
+        )
+
+
+def export_csv(rows: Iterable[ListedSubscriber]) -> Iterator[str]:
+    """CSV lines: email, name, status, since, consent, then every attribute seen."""
+    materialized = list(rows)
+    extra = sorted({key for row in materialized for key in row.attributes})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["email", "name", "status", "since", "consent", *extra])
+    for row in materialized:
+        writer.writerow(
+            [
+                row.email,
+                row.name,
+                row.status,
+                row.since,
+                row.consent,
+                *(row.attributes.get(key, "") for key in extra),
+            ]
+        )
+    yield buffer.getvalue()
+
+
+def list_counts(session: Session) -> dict[int, Counter[str]]:
+    """Per list id, how many subscriptions are in each status (bounced people count as such)."""
+    counts: dict[int, Counter[str]] = {}
+    for list_id, sub_status, person_status in session.execute(
+        select(Subscription.list_id, Subscription.status, Subscriber.status).join(
+            Subscriber, col(Subscriber.id) == Subscription.subscriber_id
+        )
+    ).all():
+        effective = sub_status if person_status == SubscriberStatus.ACTIVE else person_status
+        counts.setdefault(list_id, Counter())[effective] += 1
+    return counts
+
+
+def record_of(session: Session, email: str) -> dict[str, Any] | None:
+    """Everything stored about one person (`subscribers show`)."""
+    subscriber = find(session, normalize_email(email))
+    if subscriber is None:
+        return None
+    lists = {row.id: row.slug for row in session.exec(select(MailingList)).all()}
+    subscriptions = session.exec(
+        select(Subscription).where(Subscription.subscriber_id == subscriber.id)
+    ).all()
+    deliveries = session.exec(
+        select(Delivery)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(col(Delivery.digest_id))
+    ).all()
+    bounces = session.exec(select(Bounce).where(Bounce.subscriber_id == subscriber.id)).all()
+    return {
+        "subscriber": subscriber.model_dump(exclude={"email_key"}),
+        "subscriptions": [
+            {
+                "list": lists.get(s.list_id, s.list_id),
+                **s.model_dump(exclude={"list_id", "subscriber_id"}),
+            }
+            for s in subscriptions
+        ],
+        "deliveries": [
+            d.model_dump(exclude={"subscriber_id", "claimed_by", "claimed_at"}) for d in deliveries
+        ],
+        "bounces": [b.model_dump(exclude={"subscriber_id"}) for b in bounces],
+    }
+
+
+def forget(session: Session, email: str) -> bool:
+    """Erase a person (GDPR art. 17) but keep a hash so they are never re-added by mistake."""
+    subscriber = find(session, normalize_email(email))
+    if subscriber is None or subscriber.id is None:
+        return False
+    subscriber_id = subscriber.id
+    hashed = email_hash(subscriber.email)
+    if session.get(Suppression, hashed) is None:
+        session.add(Suppression(email_hash=hashed, reason="forgotten on request"))
+    session.exec(delete(Subscription).where(col(Subscription.subscriber_id) == subscriber_id))
+    session.exec(delete(Delivery).where(col(Delivery.subscriber_id) == subscriber_id))
+    session.exec(delete(Bounce).where(col(Bounce.subscriber_id) == subscriber_id))
+    session.delete(subscriber)
+    session.commit()
+    return True

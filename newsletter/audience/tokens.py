@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +58,16 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def signing_key(settings: Settings) -> SigningKey:
-    """NEWSLETTER_SECRET_KEY if set; else a random key kept in a private file beside config.toml.
+class MissingKey(NewsletterError):
+    """No NEWSLETTER_SECRET_KEY, and config.toml does not allow a development key."""
 
-    The file keeps links in sent mail working across runs on one machine without putting a
-    secret in config.toml. Production sets the environment variable so that every machine agrees.
+
+def signing_key(settings: Settings, *, for_mail: bool = False) -> SigningKey:
+    """NEWSLETTER_SECRET_KEY if set; else a random development key kept beside config.toml.
+
+    Links in mail must outlive the machine that sent them, so mail goes out only with the
+    environment variable, or with the development key when `[security] allow_development_key`
+    says so (the shipped config does, for trying things out locally).
     """
     from_env = os.environ.get(SECRET_KEY_ENV, "")
     if from_env:
@@ -72,6 +78,14 @@ def signing_key(settings: Settings) -> SigningKey:
                 "print(secrets.token_urlsafe(32))'`",
             )
         return SigningKey(from_env.encode(), "environment")
+    if for_mail and not settings.security.allow_development_key:
+        raise MissingKey(
+            f"{SECRET_KEY_ENV} is not set, so unsubscribe and confirmation links cannot be signed",
+            hint=f"set it to a long random secret and keep it (old links must keep working): "
+            f"export {SECRET_KEY_ENV}=\"$(python3 -c 'import secrets; "
+            f"print(secrets.token_urlsafe(32))')\"; for local trials only, set "
+            f"[security] allow_development_key = true in {settings.path.name}",
+        )
     path = settings.folder / KEY_FILE_NAME
     return SigningKey(_read_or_create_key(path), str(path))
 
@@ -103,6 +117,25 @@ def _read_or_create_key(path: Path) -> bytes:
     finally:
         temporary.unlink()
     return path.read_bytes().strip()
+
+
+def confirm_url(settings: Settings, key: SigningKey, list_id: int, subscriber_id: int) -> str:
+    token = key.sign("confirm", list_id, subscriber_id, int(time.time() // 86400))
+    return f"{settings.publication.base_url}/confirm/{token}"
+
+
+def verify_confirm_token(settings: Settings, key: SigningKey, token: str) -> tuple[int, int]:
+    """(list id, subscriber id) of a confirmation link younger than confirm_link_days."""
+    list_id, subscriber_id, day = key.verify("confirm", token, 3)
+    if int(time.time() // 86400) - day > settings.security.confirm_link_days:
+        raise BadToken("this confirmation link has expired")
+    return list_id, subscriber_id
+
+
+def verify_unsubscribe_token(key: SigningKey, token: str) -> tuple[int, int]:
+    """(list id, subscriber id) of an unsubscribe link; these never expire (CAN-SPAM, old mail)."""
+    list_id, subscriber_id = key.verify("unsubscribe", token, 2)
+    return list_id, subscriber_id
 
 
 def unsubscribe_url(settings: Settings, key: SigningKey, list_id: int, subscriber_id: int) -> str:

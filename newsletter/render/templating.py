@@ -98,3 +98,36 @@ def fill_templates(
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{folder}: template error: {exc}") from None
     return source, text
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    subject: str
+    html: str
+    text: str
+
+
+def render_confirmation(
+    settings: Settings, *, list_name: str, email: str, confirm_url: str, folder: Path | None = None
+) -> RenderedMail:
+    """The double opt-in mail (templates/confirm.mjml.j2 and confirm.txt.j2)."""
+    folder = folder or settings.templates_folder or TEMPLATES
+    if not (folder / "confirm.mjml.j2").exists():
+        folder = TEMPLATES
+    context = {
+        "publication": settings.publication,
+        "list_name": list_name,
+        "email": email,
+        "confirm_url": confirm_url,
+        "days": settings.security.confirm_link_days,
+    }
+    try:
+        source = _environment(folder, html=True).get_template("confirm.mjml.j2").render(context)
+        text = _environment(folder, html=False).get_template("confirm.txt.j2").render(context)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{folder}: confirmation template error: {exc}") from None
+    return RenderedMail(
+        subject=f"Confirm your subscription to {list_name}",
+        html=compile_mjml(source, template_name="confirm.mjml.j2"),
+        text=text,
+    )

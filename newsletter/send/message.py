@@ -14,7 +14,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
-from email.utils import format_datetime, formataddr
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
 
 from newsletter.feeds.sanitize import single_line
 from newsletter.models import utcnow
@@ -176,3 +177,28 @@ class PreparedMessage:
                 self._tail,
             )
         )
+
+
+def single_message(
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    text: str,
+    html_body: str,
+    message_id_domain: str,
+    reply_to: str | None = None,
+) -> bytes:
+    """A one-off message (a confirmation mail): built whole with the email package."""
+    message = EmailMessage(policy=_HEADER_POLICY)
+    message["From"] = single_line(sender)
+    message["To"] = single_line(to)
+    message["Subject"] = single_line(subject)
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = make_msgid(domain=message_id_domain)
+    message["Auto-Submitted"] = "auto-generated"
+    if reply_to:
+        message["Reply-To"] = single_line(reply_to)
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html_body, subtype="html", cte="quoted-printable")
+    return message.as_bytes(policy=_LONG_LINE_POLICY)
