@@ -6,14 +6,14 @@ Policy (email-validator underneath, no DNS look-ups):
   this sender does not speak SMTPUTF8 yet, so such addresses are refused with that reason.
 - invalid: everything else, including quoted local parts, IP-address domains, empty local parts
   and special-use domains (.test, .local, .invalid, ...), which no newsletter reader has.
-A display-name form ("Ada Lovelace <ada@example.com>") is accepted and the name kept.
+The address is judged exactly as given: a display-name form ("Ada <ada@example.com>") belongs
+in two CSV columns, and CR/LF or spaces inside the value are errors, never padding.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Literal
 
 import idna
@@ -32,30 +32,23 @@ class AddressError(NewsletterError):
 class AddressCheck:
     verdict: Verdict
     normalized: str = ""
-    display_name: str = ""
     reason: str = ""
 
 
 def check_address(raw: str) -> AddressCheck:
-    text = raw.strip()
-    display_name = ""
-    if text.endswith(">") and "<" in text:
-        display_name, text = parseaddr(text)
-        if not text:
-            return AddressCheck("invalid", reason="the part between < and > is not an address")
+    """Judge an address exactly as given (callers strip CSV padding; CR/LF is never padding)."""
     try:
-        result = validate_email(text, check_deliverability=False)
+        result = validate_email(raw, check_deliverability=False)
     except EmailNotValidError as exc:
         return AddressCheck("invalid", reason=str(exc))
     if result.smtputf8:
         return AddressCheck(
             "smtputf8",
             normalized=str(result.normalized),
-            display_name=display_name,
             reason="it has non-ASCII letters before the @, which only SMTPUTF8 mail servers "
             "accept; this sender does not use SMTPUTF8 yet",
         )
-    return AddressCheck("valid", str(result.normalized), display_name)
+    return AddressCheck("valid", str(result.normalized))
 
 
 def normalize_email(raw: str) -> str:

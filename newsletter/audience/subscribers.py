@@ -104,7 +104,7 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
         if not any(value.strip() for value in values):
             continue
         raw = values[email_at] if email_at < len(values) else ""
-        check = check_address(raw)
+        check = check_address(raw.strip(" \t"))  # cell padding from spreadsheets
         if check.verdict != "valid":
             problem = (
                 f"{raw.strip()!r} is not an address we can mail: {check.reason}"
@@ -121,7 +121,7 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
         }
         rows.setdefault(
             email_key(check.normalized),
-            Row(line, check.normalized, name or check.display_name, attributes),
+            Row(line, check.normalized, name, attributes),
         )
     return list(rows.values()), problems
 
