@@ -1,0 +1,155 @@
+"""Consent: double opt-in, suppression that survives imports, privacy (show, export, forget)."""
+
+from __future__ import annotations
+
+import json
+import re
+from email.utils import getaddresses
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from newsletter.config import load_settings
+from newsletter.db import Database
+from newsletter.models import Subscriber, SubscriberStatus
+from tests.conftest import Project
+
+
+def write(project: Project, name: str, text: str) -> str:
+    path = project.folder / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def recipients(project: Project) -> list[str]:
+    return [getaddresses([str(m["To"])])[0][1] for m in project.outbox()]
+
+
+def double_opt_in(project: Project) -> None:
+    data = project.config()
+    data["lists"][0]["double_opt_in"] = True
+    project.write_config(data)
+
+
+def test_double_opt_in_mails_a_link_and_only_confirmed_readers_get_digests(
+    project: Project,
+) -> None:
+    double_opt_in(project)
+    path = write(project, "two.csv", "email,name\nada@example.com,Ada\nbob@example.com,Bob\n")
+    assert "2 added" in project.cli("subscribers", "import", path, "--list", "weekly").output
+    confirmations = project.outbox()
+    assert len(confirmations) == 2
+    assert all(
+        m["Subject"] == "Confirm your subscription to The Weekly Briefing" for m in confirmations
+    )
+    ada = next(m for m in confirmations if "ada@" in str(m["To"]))
+    text = ada.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    link = re.search(r"https://signaldesk\.example/confirm/\S+", text)
+    assert link
+    assert link.group(0) in ada.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "pending 2" in project.cli("lists").output
+
+    assert (
+        "Confirmed: The Weekly Briefing."
+        in project.cli("subscribers", "confirm", link.group(0)).output
+    )
+    assert "Already confirmed" in project.cli("subscribers", "confirm", link.group(0)).output
+    project.cli("fetch")
+    project.cli("send", "--list", "weekly", "--yes")
+    assert recipients(project)[2:] == ["ada@example.com"]
+
+
+def test_tampered_and_expired_confirmation_links_are_refused(project: Project) -> None:
+    double_opt_in(project)
+    project.cli("subscribers", "add", "ada@example.com", "--list", "weekly")
+    text = project.outbox()[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    token = re.search(r"/confirm/(\S+)", text).group(1)  # type: ignore[union-attr]
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert "not valid" in project.cli("subscribers", "confirm", tampered, expect=1).output
+    project.update("security", allow_development_key=True, confirm_link_days=1)
+    settings = load_settings(project.config_path)
+    from newsletter.audience.tokens import SigningKey, verify_confirm_token
+
+    key = SigningKey(b"test-key-0123456789abcdef0123456789", "environment")
+    old = key.sign("confirm", 1, 1, 0)  # issued on 1 January 1970
+    with pytest.raises(Exception, match="expired"):
+        verify_confirm_token(settings, key, old)
+
+
+def test_nobody_who_left_is_re_added_by_an_import(project: Project) -> None:
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    project.cli("subscribers", "remove", "ada@example.com", "--list", "weekly")
+    database = Database(load_settings(project.config_path))
+    with database.session() as session:
+        grace = session.exec(
+            select(Subscriber).where(Subscriber.email == "grace@example.com")
+        ).one()
+        grace.status = SubscriberStatus.BOUNCED
+        zoe = session.exec(select(Subscriber).where(Subscriber.email == "zoe@example.com")).one()
+        zoe.status = SubscriberStatus.COMPLAINED
+        session.add_all([grace, zoe])
+        session.commit()
+    database.dispose()
+    project.cli("subscribers", "forget", "alan@example.com", "--yes")
+    again = project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    assert "0 added, 2 already subscribed, 4 suppressed" in again.output
+    forgotten = project.cli("subscribers", "add", "ALAN@example.com", "--list", "weekly", expect=1)
+    assert "not re-added" in forgotten.output
+    project.cli("fetch")
+    project.cli("send", "--list", "weekly", "--yes")
+    assert sorted(recipients(project)) == ["linus@example.com", "margaret@example.com"]
+
+
+def test_forget_leaves_no_trace_of_the_address_in_the_database_files(project: Project) -> None:
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    project.cli("fetch")
+    project.cli("send", "--list", "weekly", "--yes")
+    assert "erased" in project.cli("subscribers", "forget", "margaret@example.com", "--yes").output
+    files = list(project.folder.glob("newsletter.db*"))
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        assert b"margaret@example.com" not in data, path
+        assert b"Margaret Hamilton" not in data, path
+    assert (
+        "Nothing is stored"
+        in project.cli("subscribers", "show", "margaret@example.com", expect=1).output
+    )
+    added = project.cli("subscribers", "add", "Margaret@Example.com", "--list", "weekly", expect=1)
+    assert "not re-added" in added.output
+
+
+def test_show_export_lists_and_attributes(project: Project, tmp_path: Path) -> None:
+    path = write(
+        project, "attrs.csv", "email;name;company;plan\nada@example.com;Ada;Analytical;pro\n"
+    )
+    project.cli("subscribers", "import", path, "--list", "weekly")
+    record = json.loads(project.cli("subscribers", "show", "ADA@example.com").output)
+    assert record["subscriber"]["email"] == "ada@example.com"
+    assert record["subscriber"]["attributes"] == {"company": "Analytical", "plan": "pro"}
+    (subscription,) = record["subscriptions"]
+    assert subscription["list"] == "weekly"
+    assert subscription["consent"] == "attrs.csv:2"
+    assert subscription["origin"] == "import"
+    exported = project.cli("subscribers", "export", "--list", "weekly").output
+    assert exported.splitlines()[0] == "email,name,status,since,consent,company,plan"
+    assert exported.splitlines()[1].startswith("ada@example.com,Ada,active,")
+    assert "weekly “The Weekly Briefing” (single opt-in): active 1" in project.cli("lists").output
+    listing = project.cli("subscribers", "list", "--list", "weekly", "--status", "active").output
+    assert "ada@example.com (Ada)  active" in listing
+
+
+def test_send_refuses_without_a_key_unless_the_config_allows_a_development_key(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    project.cli("fetch")
+    project.update("security", allow_development_key=False)
+    refused = project.cli("send", "--list", "weekly", "--yes", expect=1)
+    assert "NEWSLETTER_SECRET_KEY is not set" in refused.output
+    assert project.outbox() == []
+    project.update("security", allow_development_key=True)
+    assert "6 sent" in project.cli("send", "--list", "weekly", "--yes").output
+    assert (project.folder / "newsletter.secret").stat().st_mode & 0o077 == 0
