@@ -1,0 +1,81 @@
+"""Import benchmark: 100,000 subscribers from CSV into a fresh SQLite database, then again
+(idempotent re-import), beside the floor of the same run: reading the CSV and validating every
+address with email-validator, with no database at all.
+
+    .venv/bin/python bench/import.py [--rows 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from email_validator import validate_email
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from newsletter import pipeline  # noqa: E402
+from newsletter.config import load_settings  # noqa: E402
+
+
+def write_csv(path: Path, rows: int) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "company"])
+        for number in range(rows):
+            writer.writerow(
+                [
+                    f"Reader.{number}@Example{number % 97}.com",
+                    f"Reader {number}",
+                    f"Company {number % 13}",
+                ]
+            )
+
+
+def floor(path: Path) -> float:
+    started = time.perf_counter()
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            validate_email(row["email"], check_deliverability=False)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    rows = parser.parse_args().rows
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        (work / "config.toml").write_text((ROOT / "config.toml").read_text())
+        settings = load_settings(work / "config.toml")
+        data = work / "subscribers.csv"
+        write_csv(data, rows)
+        reference = floor(data)
+        started = time.perf_counter()
+        first = pipeline.import_subscribers(settings, data, "weekly")
+        cold = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        started = time.perf_counter()
+        again = pipeline.import_subscribers(settings, data, "weekly")
+        warm = time.perf_counter() - started
+    assert first.added == rows
+    assert again.unchanged == rows
+    print(
+        "| rows | CSV + validation only | first import | re-import | ratio to floor | "
+        "peak RSS |"
+    )
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| {rows:,} | {reference:.2f} s | {cold:.2f} s | {warm:.2f} s | "
+        f"{cold / reference:.2f}x | {peak / 2**20:.0f} MiB |"
+    )
+
+
+if __name__ == "__main__":
+    main()
