@@ -66,10 +66,7 @@ def main() -> None:
         warm = time.perf_counter() - started
     assert first.added == rows
     assert again.unchanged == rows
-    print(
-        "| rows | CSV + validation only | first import | re-import | ratio to floor | "
-        "peak RSS |"
-    )
+    print("| rows | CSV + validation only | first import | re-import | ratio to floor | peak RSS |")
     print("|---|---|---|---|---|---|")
     print(
         f"| {rows:,} | {reference:.2f} s | {cold:.2f} s | {warm:.2f} s | "
