@@ -71,6 +71,9 @@ class Publication(_Section):
     )
     reply_to: Annotated[str, AfterValidator(_mailbox)] | None = None
     unsubscribe_mailto: Line | None = None
+    # With it, each message's envelope sender is bounces+<signed id>@bounce_domain (VERP), so a
+    # bounce names its reader whatever the remote server writes in it.
+    bounce_domain: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")] | None = None
 
     @property
     def domain(self) -> str:
@@ -103,6 +106,15 @@ class Smtp(_Section):
     concurrency: int = Field(default=4, ge=1, le=100)
     timeout: float = Field(default=30.0, gt=0)
     ca_file: Path | None = None
+    rate_per_second: float = Field(
+        default=0, ge=0
+    )  # at most this many messages a second; 0: no cap
+
+
+class Dkim(_Section):
+    domain: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")]
+    selector: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]
+    key_file: Path  # PEM private key, relative to config.toml; never in config.toml itself
 
 
 class Fetch(_Section):
@@ -183,6 +195,7 @@ class Settings(_Section):
     lists: tuple[MailingList, ...] = Field(min_length=1)
     digest: DigestSettings = DigestSettings()
     security: Security = Security()
+    dkim: Dkim | None = None
     path: Path = Field(default=Path("config.toml"), exclude=True)
 
     @model_validator(mode="after")
@@ -219,6 +232,10 @@ class Settings(_Section):
         """The editor's templates folder, if it exists (else the bundled templates are used)."""
         folder = (self.folder / self.digest.templates).resolve()
         return folder if folder.is_dir() else None
+
+    @property
+    def dkim_key_file(self) -> Path | None:
+        return (self.folder / self.dkim.key_file).resolve() if self.dkim else None
 
     @property
     def smtp_ca_file(self) -> Path | None:

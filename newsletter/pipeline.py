@@ -68,8 +68,10 @@ from newsletter.send.dispatch import (
     ledger_counts,
     snapshot_audience,
 )
+from newsletter.send.dkim import DkimSigner
 from newsletter.send.maildir import MaildirTransport
 from newsletter.send.message import Envelope, PreparedMessage, single_message
+from newsletter.send.ratelimit import RateLimiter
 from newsletter.send.smtp import SmtpTransport
 from newsletter.send.transport import Transport
 
@@ -679,6 +681,10 @@ def send(
         if on_start:
             on_start(report)
         factory, concurrency = transport_factory(settings)
+        signer = dkim_signer(settings)
+        limiter = RateLimiter(
+            settings.smtp.rate_per_second if settings.delivery.transport == "smtp" else 0
+        )
         for digest_id, message in jobs:
             report.summary.add(
                 Dispatcher(
@@ -686,13 +692,15 @@ def send(
                     digest_id,
                     list_id,
                     message,
-                    envelope_sender=settings.publication.from_address,
+                    envelope_sender=envelope_sender(settings, key, digest_id),
                     transport_factory=factory,
                     recipient=lambda subscriber: recipient_for(settings, key, list_id, subscriber),
                     concurrency=concurrency,
                     retry=retry or retry_policy(settings),
                     progress=progress,
                     stop=stop,
+                    signer=signer.sign if signer else None,
+                    rate_limiter=limiter,
                 ).run()
             )
             if stop is not None and stop.is_set():
@@ -703,6 +711,25 @@ def send(
 
 
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+
+
+def envelope_sender(
+    settings: Settings, key: SigningKey, digest_id: int
+) -> Callable[[Recipient], str]:
+    """The return path: VERP (bounces+<signed digest.subscriber>@bounce_domain) when configured."""
+    publication = settings.publication
+    if not publication.bounce_domain:
+        return lambda _recipient: publication.from_address
+    domain = publication.bounce_domain
+    return lambda recipient: (
+        f"bounces+{key.sign('bounce', digest_id, recipient.subscriber_id)}@{domain}"
+    )
+
+
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    if settings.dkim is None or settings.dkim_key_file is None:
+        return None
+    return DkimSigner(settings.dkim.domain, settings.dkim.selector, settings.dkim_key_file)
 
 
 def prepare_message(
@@ -719,6 +746,9 @@ def prepare_message(
         markers=Markers(digest.nonce),
         reply_to=publication.reply_to,
         unsubscribe_mailto=publication.unsubscribe_mailto,
+        extra_headers={
+            "Feedback-ID": f"{digest.id}:{mailing_list.slug}:digest:{publication.domain}"
+        },
     )
 
 

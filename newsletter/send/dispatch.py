@@ -36,6 +36,7 @@ from newsletter.models import (
 )
 from newsletter.personalize import Recipient
 from newsletter.send.message import Envelope, PreparedMessage
+from newsletter.send.ratelimit import RateLimiter
 from newsletter.send.transport import Transport, TransportFactory, enhanced_status
 
 
@@ -146,19 +147,23 @@ class Dispatcher:
         list_id: int,
         message: PreparedMessage,
         *,
-        envelope_sender: str,
+        envelope_sender: Callable[[Recipient], str],
         transport_factory: TransportFactory,
         recipient: Callable[[Subscriber], Recipient],
         concurrency: int = 1,
         retry: RetryPolicy | None = None,
         progress: ProgressCallback | None = None,
         stop: threading.Event | None = None,
+        signer: Callable[[bytes], bytes] | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.database = database
         self.digest_id = digest_id
         self.list_id = list_id
         self.message = message
         self.envelope_sender = envelope_sender
+        self.signer = signer
+        self.rate_limiter = rate_limiter or RateLimiter(0)
         self.transport_factory = transport_factory
         self.recipient = recipient
         self.concurrency = concurrency
@@ -366,9 +371,13 @@ class Dispatcher:
     def _send_one(self, subscriber: Subscriber) -> tuple[DeliveryRefused | None, str]:
         recipient = self.recipient(subscriber)
         message_id = self.message.message_id(recipient)
-        envelope = Envelope(self.envelope_sender, recipient.email)
+        envelope = Envelope(self.envelope_sender(recipient), recipient.email)
         try:
-            self._transport().send(envelope, self.message.render(recipient))
+            raw = self.message.render(recipient)
+            if self.signer is not None:
+                raw = self.signer(raw)
+            self.rate_limiter.wait()
+            self._transport().send(envelope, raw)
         except (DeliveryRefused, TransportError) as refused:
             if isinstance(refused, TransportError):
                 raise
