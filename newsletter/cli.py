@@ -370,6 +370,10 @@ def send(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Render and count; send nothing.")
     ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Send one test copy to this address only (no ledger)."),
+    ] = None,
 ) -> None:
     """Build the list's digest if none is pending and send it to every active subscriber once.
 
@@ -377,6 +381,15 @@ def send(
     Exit status: 0 when the run finished, 1 when it stopped early or could not send.
     """
     settings = _settings(ctx)
+    if to is not None:
+        subject = _run(lambda: pipeline.send_test(settings, list_slug, to))
+        if subject is None:
+            out.print(
+                f"Nothing new to send to {list_slug}: no new briefings since the last digest."
+            )
+        else:
+            out.print(f"Test copy of “{subject}” sent to {to}; the ledger is unchanged.")
+        return
     if dry_run or not yes:
         plan = _run(lambda: pipeline.send(settings, list_slug, dry_run=True))
         if plan.digest_id is None:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from newsletter.audience import subscribers as audience
-from newsletter.audience.addresses import ascii_address
+from newsletter.audience.addresses import ascii_address, normalize_email
 from newsletter.audience.tokens import (
     BadToken,
     SigningKey,
@@ -38,7 +38,7 @@ from newsletter.audience.tokens import (
 )
 from newsletter.config import Settings, smtp_password
 from newsletter.db import Database, compact_after_erasure, list_row, sync_config
-from newsletter.digest.builder import build_digest, digest_view, pending_digest
+from newsletter.digest.builder import DigestView, build_digest, digest_view, pending_digest
 from newsletter.errors import DeliveryRefused, FeedError, NewsletterError
 from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchResult, fetch, http_client
@@ -506,25 +506,67 @@ class PreviewReport:
 SAMPLE_EMAIL = "reader@example.com"
 
 
+@dataclass(frozen=True)
+class Draft:
+    view: DigestView
+    rendered: RenderedDigest
+    message: PreparedMessage
+
+
+def draft(settings: Settings, slug: str) -> Draft | None:
+    """What `send` would send now, built and rendered but not stored; None if nothing is new."""
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            mailing_list = list_row(session, settings, slug)
+            digest = pending_digest(session, mailing_list) or build_digest(
+                session, settings, mailing_list
+            )
+            if digest is None:
+                return None
+            rendered = _rendered(session, settings, digest)
+            view = digest_view(session, digest)
+            digest.html, digest.text = rendered.html, rendered.text
+            message = prepare_message(settings, digest, mailing_list)
+            session.rollback()
+            return Draft(view, rendered, message)
+    finally:
+        database.dispose()
+
+
+def sample_recipient(settings: Settings, email: str = SAMPLE_EMAIL) -> Recipient:
+    """Who a preview or a test copy is addressed to; its unsubscribe link leads nowhere."""
+    return Recipient(0, email, "", f"{settings.publication.base_url}/unsubscribe/preview")
+
+
+def send_test(settings: Settings, slug: str, address: str) -> str | None:
+    """Mail one copy of the next digest to an address, outside the ledger; its subject or None."""
+    to = ascii_address(normalize_email(address))
+    current = draft(settings, slug)
+    if current is None:
+        return None
+    raw = current.message.render(sample_recipient(settings, to))
+    signer = dkim_signer(settings)
+    factory, _ = transport_factory(settings)
+    transport = factory()
+    try:
+        transport.send(
+            Envelope(settings.publication.from_address, to), signer.sign(raw) if signer else raw
+        )
+    except DeliveryRefused as refused:
+        raise NewsletterError(f"the test copy to {to} was refused: {refused.message}") from None
+    finally:
+        transport.close()
+    return current.view.subject
+
+
 def preview(settings: Settings, slug: str, out_dir: Path) -> PreviewReport | None:
     """Render what `send` would send now, without storing anything; None when nothing is new."""
-    database = open_database(settings)
-    with database.session() as session:
-        mailing_list = list_row(session, settings, slug)
-        digest = pending_digest(session, mailing_list) or build_digest(
-            session, settings, mailing_list
-        )
-        if digest is None:
-            return None
-        rendered = _rendered(session, settings, digest)
-        view = digest_view(session, digest)
-        digest.html, digest.text = rendered.html, rendered.text
-        message = prepare_message(settings, digest, mailing_list)
-        session.rollback()
-    database.dispose()
-    sample = Recipient(
-        0, SAMPLE_EMAIL, "Sample Reader", f"{settings.publication.base_url}/unsubscribe/preview"
-    )
+    current = draft(settings, slug)
+    if current is None:
+        return None
+    view, rendered, message = current.view, current.rendered, current.message
+    sample = sample_recipient(settings)
     html_path, text_path = out_dir / "digest.html", out_dir / "digest.txt"
     markers = message.markers
     atomic_write(html_path, markers.fill(rendered.html, sample, escape_html))
