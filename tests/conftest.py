@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import tomllib
@@ -131,6 +132,8 @@ class RecordingHandler:
         self.replies: dict[str, list[str]] = {}
         self.rcpt_attempts: dict[str, int] = {}
         self.mail_from_reply: str | None = None
+        self.drop_once: set[str] = set()  # recipients whose first RCPT drops the connection
+        self.data_delay = 0.0  # seconds before answering DATA: a slow relay
 
     async def handle_MAIL(
         self,
@@ -155,6 +158,11 @@ class RecordingHandler:
         rcpt_options: list[str],
     ) -> str:
         self.rcpt_attempts[address] = self.rcpt_attempts.get(address, 0) + 1
+        if address in self.drop_once:
+            self.drop_once.discard(address)
+            assert server.transport is not None
+            server.transport.close()
+            return "421 4.4.2 connection dropped"
         queued = self.replies.get(address)
         reply = (queued.pop(0) if len(queued) > 1 else queued[0]) if queued else "250 OK"
         if reply.startswith("250"):
@@ -162,6 +170,8 @@ class RecordingHandler:
         return reply
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         content = envelope.original_content or b""
         self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), content))
         return "250 Message accepted for delivery"

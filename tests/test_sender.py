@@ -1,0 +1,212 @@
+"""The sender against real servers: TLS, AUTH, VERP, DKIM, rate limits, flaky and slow relays."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator
+from email.utils import getaddresses
+from pathlib import Path
+
+import dkim
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from newsletter.audience.tokens import SigningKey
+from tests.certs import Certificates, make_certificates, make_dkim_key
+from tests.conftest import Project, RecordingHandler, SmtpServer, free_port
+
+KEY = SigningKey(b"test-key-0123456789abcdef0123456789", "environment")
+
+
+def publish(project: Project, *, expect: int = 0) -> str:
+    project.cli("fetch")
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    return str(project.cli("send", "--list", "weekly", "--yes", expect=expect).output)
+
+
+def test_verp_return_path_feedback_id_and_dkim(
+    smtp_project: Project, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    public_key = make_dkim_key(smtp_project.folder / "dkim.pem")
+    smtp_project.update("publication", bounce_domain="bounces.signaldesk.example")
+    data = smtp_project.config()
+    data["dkim"] = {"domain": "signaldesk.example", "selector": "nl2026", "key_file": "dkim.pem"}
+    smtp_project.write_config(data)
+    publish(smtp_project)
+    record = b"v=DKIM1; k=rsa; p=" + public_key
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"nl2026._domainkey.signaldesk.example."
+        return record
+
+    for received in smtp_server.received:
+        local, _, domain = received.sender.partition("@")
+        assert domain == "bounces.signaldesk.example"
+        digest_id, subscriber_id = KEY.verify("bounce", local.removeprefix("bounces+"), 2)
+        assert digest_id == 1
+        assert received.message["Feedback-ID"] == "1:weekly:digest:signaldesk.example"
+        assert received.data.startswith(b"DKIM-Signature: ")
+        assert dkim.verify(received.data, dnsfunc=dns)
+        assert not dkim.verify(
+            received.data.replace(b"SIGNALDESK WEEKLY", b"SIGNALDESK WEEKLX"), dnsfunc=dns
+        )
+
+
+def test_header_injection_from_a_feed_title_is_impossible(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    feed = smtp_project.folder / "samples" / "briefings.xml"
+    feed.write_text(
+        feed.read_text().replace(
+            "<title>Nordvale Bank restricts",
+            "<title>Evil&#13;&#10;Bcc: victim@example.org&#13;&#10;&#13;&#10;Nordvale Bank restricts",
+        )
+    )
+    publish(smtp_project)
+    for received in smtp_server.received:
+        head = received.data.split(b"\r\n\r\n", 1)[0]
+        assert b"\r\nBcc:" not in head
+        assert received.message["Bcc"] is None
+        assert received.recipients != ["victim@example.org"]
+    assert "Evil Bcc: victim@example.org" in str(smtp_server.received[0].message["Subject"])
+
+
+def test_dropped_connections_and_slow_replies_are_retried(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    smtp_project.update("smtp", timeout=1)
+    smtp_project.update("delivery", retry_base_seconds=0.05)
+    smtp_server.handler.drop_once = {"ada@example.com", "grace@example.com"}
+    assert "6 sent, 0 failed, 0 deferred" in publish(smtp_project)
+    assert smtp_server.handler.rcpt_attempts["ada@example.com"] == 2
+    assert len(smtp_server.received) == 6
+
+
+def test_rate_limit_spaces_messages(smtp_project: Project, smtp_server: SmtpServer) -> None:
+    smtp_project.update("smtp", rate_per_second=20)
+    started = time.monotonic()
+    publish(smtp_project)
+    assert time.monotonic() - started >= 5 / 20  # six messages at 20/s: at least 0.25 s apart
+    assert len(smtp_server.received) == 6
+
+
+def test_test_copy_goes_to_one_address_outside_the_ledger(
+    smtp_project: Project, smtp_server: SmtpServer
+) -> None:
+    smtp_project.cli("fetch")
+    smtp_project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    output = smtp_project.cli("send", "--list", "weekly", "--to", "editor@example.com").output
+    assert "Test copy of “SignalDesk Weekly:" in output
+    assert [r.recipients for r in smtp_server.received] == [["editor@example.com"]]
+    assert "No digests yet." in smtp_project.cli("status").output
+    assert "6 sent" in smtp_project.cli("send", "--list", "weekly", "--yes").output
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> Certificates:
+    return make_certificates(tmp_path)
+
+
+def server_context(certs: Certificates) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.cert_file, certs.key_file)
+    return context
+
+
+def authenticate(
+    server: object, session: object, envelope: object, mechanism: str, data: object
+) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+        b"newsletter",
+        b"s3cret-from-env",
+    )
+    return AuthResult(success=ok)
+
+
+@pytest.fixture
+def tls_server(certificates: Certificates) -> Iterator[SmtpServer]:
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_context(certificates),
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_required=True,
+    )
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, handler)
+    finally:
+        controller.stop()
+
+
+def test_starttls_with_a_private_ca_and_auth(
+    project: Project,
+    tls_server: SmtpServer,
+    certificates: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project.update("delivery", transport="smtp")
+    project.update(
+        "smtp",
+        host="127.0.0.1",
+        port=tls_server.port,
+        security="starttls",
+        username="newsletter",
+        ca_file=str(certificates.ca_file),
+        timeout=10,
+    )
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "s3cret-from-env")
+    assert "6 sent" in publish(project)
+    assert len(tls_server.received) == 6
+    assert "s3cret" not in (project.folder / "config.toml").read_text()
+
+
+def test_an_unknown_ca_or_a_wrong_password_stops_with_a_clear_error(
+    project: Project, tls_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.update("delivery", transport="smtp")
+    project.update(
+        "smtp",
+        host="127.0.0.1",
+        port=tls_server.port,
+        security="starttls",
+        username="newsletter",
+        timeout=10,
+    )
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "s3cret-from-env")
+    output = publish(project, expect=1)
+    assert "TLS with 127.0.0.1" in output
+    assert "ca_file" in output
+    assert tls_server.received == []
+
+
+def test_implicit_tls(project: Project, certificates: Certificates) -> None:
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, ssl_context=server_context(certificates)
+    )
+    controller.start()
+    try:
+        project.update("delivery", transport="smtp")
+        project.update(
+            "smtp",
+            host="127.0.0.1",
+            port=port,
+            security="tls",
+            ca_file=str(certificates.ca_file),
+            timeout=10,
+        )
+        assert "6 sent" in publish(project)
+        assert (
+            sorted(getaddresses([str(r.message["To"])])[0][1] for r in handler.received)[0]
+            == "ada@example.com"
+        )
+    finally:
+        controller.stop()
