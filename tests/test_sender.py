@@ -41,17 +41,20 @@ def test_verp_return_path_feedback_id_and_dkim(
         assert name == b"nl2026._domainkey.signaldesk.example."
         return record
 
+    seen: set[int] = set()
     for received in smtp_server.received:
         local, _, domain = received.sender.partition("@")
         assert domain == "bounces.signaldesk.example"
         digest_id, subscriber_id = KEY.verify("bounce", local.removeprefix("bounces+"), 2)
         assert digest_id == 1
+        seen.add(subscriber_id)
         assert received.message["Feedback-ID"] == "1:weekly:digest:signaldesk.example"
         assert received.data.startswith(b"DKIM-Signature: ")
         assert dkim.verify(received.data, dnsfunc=dns)
         assert not dkim.verify(
             received.data.replace(b"SIGNALDESK WEEKLY", b"SIGNALDESK WEEKLX"), dnsfunc=dns
         )
+    assert len(seen) == 6  # one return path per reader
 
 
 def test_header_injection_from_a_feed_title_is_impossible(
@@ -61,7 +64,8 @@ def test_header_injection_from_a_feed_title_is_impossible(
     feed.write_text(
         feed.read_text().replace(
             "<title>Nordvale Bank restricts",
-            "<title>Evil&#13;&#10;Bcc: victim@example.org&#13;&#10;&#13;&#10;Nordvale Bank restricts",
+            "<title>Evil&#13;&#10;Bcc: victim@example.org&#13;&#10;&#13;&#10;"
+            "Nordvale Bank restricts",
         )
     )
     publish(smtp_project)
