@@ -16,6 +16,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from newsletter.audience.tokens import SigningKey
 from tests.certs import Certificates, make_certificates, make_dkim_key
 from tests.conftest import Project, RecordingHandler, SmtpServer, free_port
+from tests.postfix import postfix_relay
 
 KEY = SigningKey(b"test-key-0123456789abcdef0123456789", "environment")
 
@@ -214,3 +215,24 @@ def test_implicit_tls(project: Project, certificates: Certificates) -> None:
         )
     finally:
         controller.stop()
+
+
+def test_through_a_real_postfix_relay(project: Project, smtp_server: SmtpServer) -> None:
+    """Our SMTP client against Postfix's smtpd; Postfix relays on to the sink."""
+    listen = free_port()
+    with postfix_relay(listen, smtp_server.port) as root:
+        project.update("delivery", transport="smtp")
+        project.update("smtp", host="127.0.0.1", port=listen, timeout=20)
+        assert "6 sent, 0 failed" in publish(project)
+        deadline = time.monotonic() + 30
+        while len(smtp_server.received) < 6:
+            assert time.monotonic() < deadline, (root / "maillog").read_text()
+            time.sleep(0.1)
+    messages = [received.message for received in smtp_server.received]
+    assert sorted(getaddresses([str(m["To"])])[0][1] for m in messages) == sorted(
+        received.recipients[0] for received in smtp_server.received
+    )
+    for message in messages:
+        assert message["Received"]  # Postfix added its trace header
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message.get_content_type() == "multipart/alternative"
