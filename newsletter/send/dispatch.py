@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from secrets import token_hex
 from typing import Any
 
-from sqlalchemy import func, insert, literal, update
+from sqlalchemy import bindparam, func, insert, literal, update
 from sqlmodel import Session, col, select
 
 from newsletter.db import Database
@@ -306,18 +306,27 @@ class Dispatcher:
         message_id: str,
         summary: SendSummary,
     ) -> Outcome:
+        if error is None:
+            # The hot path: one prepared UPDATE by primary key and a commit, no ORM objects.
+            session.connection().execute(
+                _MARK_SENT,
+                {
+                    "digest": self.digest_id,
+                    "subscriber": subscriber.id,
+                    "now": utcnow(),
+                    "message_id": message_id,
+                },
+            )
+            session.commit()
+            summary.sent += 1
+            return "sent"
         row = session.get(Delivery, (self.digest_id, subscriber.id))
         assert row is not None
         now = utcnow()
         row.attempts += 1
         row.claimed_by = row.claimed_at = None
         outcome: Outcome
-        if error is None:
-            row.status, row.sent_at, row.message_id = DeliveryStatus.SENT, now, message_id
-            row.last_reply = "250 accepted"
-            summary.sent += 1
-            outcome = "sent"
-        elif _blames_sender(error):
+        if _blames_sender(error):
             row.status, row.last_reply = DeliveryStatus.QUEUED, error.message[:500]
             row.attempts -= 1
             outcome = "paused"
@@ -469,6 +478,24 @@ class Dispatcher:
             digest.status, digest.sent_at = DigestStatus.SENT, utcnow()
             session.add(digest)
             session.commit()
+
+
+_MARK_SENT = (
+    update(Delivery)
+    .where(
+        col(Delivery.digest_id) == bindparam("digest"),
+        col(Delivery.subscriber_id) == bindparam("subscriber"),
+    )
+    .values(
+        status=DeliveryStatus.SENT,
+        attempts=Delivery.attempts + 1,
+        sent_at=bindparam("now"),
+        message_id=bindparam("message_id"),
+        last_reply="250 accepted",
+        claimed_by=None,
+        claimed_at=None,
+    )
+)
 
 
 def _blames_sender(error: DeliveryRefused) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import html
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,35 @@ def _header(name: str, value: str, *, long_line: bool = False) -> bytes:
     header = folding.header_factory(name, single_line(value))
     folded: str = header.fold(policy=folding)
     return folded.encode("ascii")
+
+
+_PLAIN_HEADER_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+_ATOM_TEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
+
+
+def _plain_header(name: str, value: str) -> bytes:
+    """A header of printable ASCII written as is; anything else through the email package."""
+    if len(value) < 900 and _PLAIN_HEADER_VALUE.fullmatch(value):
+        return f"{name}: {value}\r\n".encode("ascii")
+    return _header(name, value, long_line=True)
+
+
+def _to_header(name: str, address: str) -> bytes:
+    """To: with the reader's name; the per-recipient hot path avoids the email package's parser.
+
+    Plain names are written as they are, names with specials as a quoted string; non-ASCII
+    names and addresses take the careful (and slower) way through the email package.
+    """
+    name = single_line(name)
+    if not address.isascii() or not name.isascii() or len(name) > 200:
+        return _header("To", formataddr((name, address)))
+    if not _PLAIN_HEADER_VALUE.fullmatch(address):
+        return _header("To", formataddr((name, address)))
+    if not name:
+        return f"To: {address}\r\n".encode("ascii")
+    if not _ATOM_TEXT.fullmatch(name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"To: {name} <{address}>\r\n".encode("ascii")
 
 
 def _qp(data: str) -> bytes:
@@ -165,9 +195,9 @@ class PreparedMessage:
         return b"".join(
             (
                 self._shared_headers,
-                _header("To", formataddr((single_line(recipient.name), recipient.email))),
-                _header("Message-ID", self.message_id(recipient)),
-                _header("List-Unsubscribe", unsubscribe, long_line=True),
+                _to_header(recipient.name, recipient.email),
+                _plain_header("Message-ID", self.message_id(recipient)),
+                _plain_header("List-Unsubscribe", unsubscribe),
                 self._mime_head,
                 self._text.render(recipient),
                 CRLF,  # the CRLF before a boundary belongs to the boundary, not to the text
