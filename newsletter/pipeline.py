@@ -61,6 +61,7 @@ from newsletter.render.templating import RenderedDigest, render_confirmation, re
 from newsletter.send.dispatch import (
     Dispatcher,
     ProgressCallback,
+    Reader,
     RetryPolicy,
     SendSummary,
     digests_with_deferrals,
@@ -795,9 +796,8 @@ def prepare_message(
 
 
 def recipient_for(
-    settings: Settings, key: SigningKey, list_id: int, subscriber: Subscriber
+    settings: Settings, key: SigningKey, list_id: int, subscriber: Reader
 ) -> Recipient:
-    assert subscriber.id is not None
     return Recipient(
         subscriber.id,
         ascii_address(subscriber.email),

@@ -134,6 +134,21 @@ class RecordingHandler:
         self.mail_from_reply: str | None = None
         self.drop_once: set[str] = set()  # recipients whose first RCPT drops the connection
         self.data_delay = 0.0  # seconds before answering DATA: a slow relay
+        self.pipelining = True
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Offer PIPELINING as Postfix does (aiosmtpd accepts pipelined commands anyway)."""
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self,

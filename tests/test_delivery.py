@@ -186,3 +186,13 @@ def test_unreachable_server_is_one_clear_error_and_nothing_is_lost(
     assert "cannot connect to the SMTP server 127.0.0.1:1" in result.output
     smtp_project.update("smtp", port=port)
     assert "6 sent" in smtp_project.cli("send", "--list", "weekly", "--yes").output
+
+
+def test_refusals_without_pipelining_too(smtp_project: Project, smtp_server: SmtpServer) -> None:
+    """The same outcomes through smtplib's plain sendmail, for servers without PIPELINING."""
+    smtp_server.handler.pipelining = False
+    prepare(smtp_project)
+    smtp_server.handler.replies["ada@example.com"] = ["451 4.3.0 Try again later", "250 OK"]
+    smtp_server.handler.replies["linus@example.com"] = ["550 5.1.1 No such user"]
+    report = send(smtp_project)
+    assert (report.summary.sent, report.summary.failed, report.summary.retried) == (5, 1, 1)

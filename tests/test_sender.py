@@ -236,3 +236,24 @@ def test_through_a_real_postfix_relay(project: Project, smtp_server: SmtpServer)
         assert message["Received"]  # Postfix added its trace header
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message.get_content_type() == "multipart/alternative"
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_lines_starting_with_a_dot_arrive_intact(smtp_server: SmtpServer, pipelining: bool) -> None:
+    """Both ways of sending: pipelined (as to Postfix) and one command at a time."""
+    from newsletter.config import Smtp
+    from newsletter.send.message import Envelope
+    from newsletter.send.smtp import SmtpTransport
+
+    smtp_server.handler.pipelining = pipelining
+    transport = SmtpTransport(Smtp(host=smtp_server.host, port=smtp_server.port, timeout=10))
+    message = b".first line\r\nSubject: dots\r\n\r\n.\r\n..two\r\n.three\r\nend\r\n"
+    try:
+        for recipient in ("b@example.com", "c@example.com"):
+            transport.send(Envelope("a@example.com", recipient), b"X: y\r\n" + message)
+        client = transport._client
+        assert client is not None
+        assert client.has_extn("pipelining") is pipelining
+    finally:
+        transport.close()
+    assert [r.data for r in smtp_server.received] == [b"X: y\r\n" + message] * 2

@@ -16,9 +16,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from secrets import token_hex
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, insert, literal, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from newsletter.db import Database
@@ -38,6 +39,14 @@ from newsletter.personalize import Recipient
 from newsletter.send.message import Envelope, PreparedMessage
 from newsletter.send.ratelimit import RateLimiter
 from newsletter.send.transport import Transport, TransportFactory, enhanced_status
+
+
+class Reader(NamedTuple):
+    """The little the sender needs of a subscriber."""
+
+    id: int
+    email: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,7 @@ class Dispatcher:
         *,
         envelope_sender: Callable[[Recipient], str],
         transport_factory: TransportFactory,
-        recipient: Callable[[Subscriber], Recipient],
+        recipient: Callable[[Reader], Recipient],
         concurrency: int = 1,
         retry: RetryPolicy | None = None,
         progress: ProgressCallback | None = None,
@@ -231,7 +240,7 @@ class Dispatcher:
         )
         session.commit()
 
-    def _claim(self, session: Session, limit: int) -> list[Subscriber]:
+    def _claim(self, session: Session, limit: int) -> list[Reader]:
         now = utcnow()
         due = (
             select(Delivery.subscriber_id)
@@ -263,10 +272,12 @@ class Dispatcher:
         session.commit()
         if not claimed:
             return []
-        subscribers = session.exec(
-            select(Subscriber).where(col(Subscriber.id).in_(claimed)).order_by(col(Subscriber.id))
+        rows = session.execute(
+            core_select(col(Subscriber.id), col(Subscriber.email), col(Subscriber.name))
+            .where(col(Subscriber.id).in_(claimed))
+            .order_by(col(Subscriber.id))
         ).all()
-        return list(subscribers)
+        return [Reader(id_, email, name) for id_, email, name in rows]
 
     def _next_wake(self, session: Session) -> datetime | None:
         """When a queued retry falls due or someone else's claim expires; None when all is done."""
@@ -301,7 +312,7 @@ class Dispatcher:
     def _record(
         self,
         session: Session,
-        subscriber: Subscriber,
+        subscriber: Reader,
         error: DeliveryRefused | None,
         message_id: str,
         summary: SendSummary,
@@ -317,7 +328,6 @@ class Dispatcher:
                     "message_id": message_id,
                 },
             )
-            session.commit()
             summary.sent += 1
             return "sent"
         row = session.get(Delivery, (self.digest_id, subscriber.id))
@@ -335,8 +345,11 @@ class Dispatcher:
             summary.failed += 1
             outcome = "failed"
             if (enhanced_status(error.message) or "").startswith("5.1."):
-                subscriber.status = SubscriberStatus.BOUNCED
-                session.add(subscriber)
+                session.execute(
+                    update(Subscriber)
+                    .where(col(Subscriber.id) == subscriber.id)
+                    .values(status=SubscriberStatus.BOUNCED, updated_at=now)
+                )
                 summary.suppressed += 1
         elif row.attempts >= self.retry.max_attempts:
             row.status, row.last_reply = DeliveryStatus.DEFERRED, error.message[:500]
@@ -377,7 +390,7 @@ class Dispatcher:
                 self._transports.append(transport)
         return transport
 
-    def _send_one(self, subscriber: Subscriber) -> tuple[DeliveryRefused | None, str]:
+    def _send_one(self, subscriber: Reader) -> tuple[DeliveryRefused | None, str]:
         recipient = self.recipient(subscriber)
         message_id = self.message.message_id(recipient)
         envelope = Envelope(self.envelope_sender(recipient), recipient.email)
@@ -410,14 +423,14 @@ class Dispatcher:
         return summary
 
     def _pump(self, session: Session, pool: ThreadPoolExecutor, summary: SendSummary) -> None:
-        in_flight: dict[Future[tuple[DeliveryRefused | None, str]], Subscriber] = {}
-        backlog: list[Subscriber] = []
+        in_flight: dict[Future[tuple[DeliveryRefused | None, str]], Reader] = {}
+        backlog: list[Reader] = []
         fatal: TransportError | None = None
         try:
             while True:
                 if not self.stop.is_set() and fatal is None:
                     if not backlog:
-                        backlog = self._claim(session, self.concurrency * 4)
+                        backlog = self._claim(session, max(100, self.concurrency * 10))
                     while backlog and len(in_flight) < self.concurrency * 2:
                         subscriber = backlog.pop(0)
                         in_flight[pool.submit(self._send_one, subscriber)] = subscriber
@@ -448,6 +461,8 @@ class Dispatcher:
                             hint="fix the sending setup (DNS, DKIM, relay rights); "
                             "the rest stays queued for the next `newsletter send`",
                         )
+                # One commit for every outcome known by now: nothing waits to be recorded.
+                session.commit()
         finally:
             # Whatever ended the loop, record what was in flight and give back what was not.
             for future, subscriber in in_flight.items():
@@ -457,7 +472,8 @@ class Dispatcher:
                     backlog.append(subscriber)
                     continue
                 self.progress(self._record(session, subscriber, error, message_id, summary))
-            self._release(session, [s.id for s in backlog if s.id is not None])
+            session.commit()
+            self._release(session, [reader.id for reader in backlog])
             summary.stopped_early = self.stop.is_set() or fatal is not None
         if fatal is not None:
             raise fatal
