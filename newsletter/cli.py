@@ -469,6 +469,23 @@ _LEDGER_COLUMNS = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
 
 @app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve one-click unsubscribe, confirmation links and the public archive (ASGI, uvicorn)."""
+    settings = _settings(ctx)
+    from newsletter.web.app import serve as run_server
+
+    out.print(
+        f"Serving {settings.publication.name} on http://{host}:{port} "
+        f"(links in mail point to {settings.publication.base_url})."
+    )
+    _run(lambda: run_server(settings, host, port))
+
+
+@app.command()
 def status(
     ctx: typer.Context,
     list_slug: Annotated[str | None, typer.Option("--list", "-l", help="Only this list.")] = None,

@@ -369,17 +369,22 @@ def _send_confirmations(
 
 def confirm_subscription(settings: Settings, token: str) -> tuple[str, bool]:
     """Act on a confirmation link: (list name, whether it changed anything)."""
-    key = signing_key(settings)
-    list_id, subscriber_id = verify_confirm_token(settings, key, token)
     database = open_database(settings)
     try:
-        with database.session() as session:
-            mailing_list = session.get(MailingList, list_id)
-            if mailing_list is None:
-                raise BadToken("this link is not valid")
-            return mailing_list.name, audience.confirm(session, list_id, subscriber_id)
+        return confirm_subscription_in(settings, database, signing_key(settings), token)
     finally:
         database.dispose()
+
+
+def confirm_subscription_in(
+    settings: Settings, database: Database, key: SigningKey, token: str
+) -> tuple[str, bool]:
+    list_id, subscriber_id = verify_confirm_token(settings, key, token)
+    with database.session() as session:
+        mailing_list = session.get(MailingList, list_id)
+        if mailing_list is None:
+            raise BadToken("this link is not valid")
+        return mailing_list.name, audience.confirm(session, list_id, subscriber_id)
 
 
 def remove_subscriber(settings: Settings, email: str, slug: str) -> bool:

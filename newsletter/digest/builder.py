@@ -221,8 +221,11 @@ def _fill(settings: Settings, key: str, values: dict[str, object]) -> str:
         ) from None
 
 
-def digest_view(session: Session, digest: Digest) -> DigestView:
-    """The stored digest as a plain value, in the order it was planned."""
+def digest_view(session: Session, digest: Digest, *, web_edition: bool = False) -> DigestView:
+    """The stored digest as a plain value, in the order it was planned.
+
+    The web edition shows every story, also those the caps kept out of the e-mail.
+    """
     mailing_list = session.get(MailingList, digest.list_id)
     assert mailing_list is not None
     assert digest.id is not None
@@ -257,7 +260,7 @@ def digest_view(session: Session, digest: Digest) -> DigestView:
         )
         if item.lead:
             lead = value
-        elif item.in_email:
+        elif item.in_email or web_edition:
             shown.setdefault(item.theme, []).append(value)
         else:
             shown.setdefault(item.theme, [])

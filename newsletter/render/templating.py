@@ -131,3 +131,15 @@ def render_confirmation(
         html=compile_mjml(source, template_name="confirm.mjml.j2"),
         text=text,
     )
+
+
+def render_page(settings: Settings, name: str, **context: object) -> str:
+    """A web page from templates/web/ (the editor's copy beside config.toml when it has one)."""
+    folder = settings.templates_folder
+    if folder is None or not (folder / "web" / name).exists():
+        folder = TEMPLATES
+    try:
+        template = _environment(folder, html=True).get_template(f"web/{name}")
+        return template.render(publication=settings.publication, **context)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{folder / 'web' / name}: template error: {exc}") from None

@@ -1,0 +1,168 @@
+"""The ASGI app (Starlette) and `newsletter serve` (uvicorn).
+
+Unsubscribe links follow RFC 8058: a POST unsubscribes at once and is answered 200 (never a
+redirect); a GET only shows a page with one button, because link scanners fetch URLs and must
+not unsubscribe anyone. Unsubscribe tokens never expire; confirmation tokens do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from newsletter.audience.tokens import BadToken
+from newsletter.config import Settings
+from newsletter.render.templating import render_page
+from newsletter.web.backend import WebBackend
+
+SECURITY_HEADERS = {
+    # Token URLs must not leak to other sites; pages need no scripts at all.
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src https:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+PRIVATE = {"Cache-Control": "no-store", **SECURITY_HEADERS}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(settings: Settings) -> Starlette:
+    backend = WebBackend(settings)
+
+    def page(name: str, status: int = 200, private: bool = True, **context: object) -> HTMLResponse:
+        return HTMLResponse(
+            render_page(settings, name, **context),
+            status_code=status,
+            headers=PRIVATE if private else SECURITY_HEADERS,
+        )
+
+    def message(heading: str, text: str, status: int = 200, **context: object) -> HTMLResponse:
+        return page(
+            "message.html.j2",
+            status,
+            heading=heading,
+            text=text,
+            link=context.get("link", ""),
+            link_text=context.get("link_text", ""),
+        )
+
+    def invalid() -> HTMLResponse:
+        return message(
+            "This link is not valid",
+            "It may have been cut short or changed. Use the link in the most recent "
+            "e-mail you received from us.",
+            status=400,
+        )
+
+    def tokened(handler: Callable[[Request, str], Awaitable[Response]]) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await handler(request, request.path_params["token"])
+            except BadToken:
+                return invalid()
+
+        return wrapped
+
+    async def unsubscribe_page(request: Request, token: str) -> Response:
+        list_name = backend.list_for_unsubscribe(token)
+        return page("unsubscribe.html.j2", list_name=list_name, action=request.url.path)
+
+    async def unsubscribe_now(request: Request, token: str) -> Response:
+        body = (await request.body()).decode("utf-8", "replace")
+        one_click = "List-Unsubscribe=One-Click" in body
+        list_name = backend.unsubscribe(token, origin="one-click" if one_click else "web")
+        return page(
+            "unsubscribed.html.j2", list_name=list_name, resubscribe_action=f"/resubscribe/{token}"
+        )
+
+    async def resubscribe(request: Request, token: str) -> Response:
+        list_name, changed = backend.resubscribe(token)
+        if changed:
+            return message(
+                f"You are subscribed to {list_name} again.",
+                "The next issue will reach you as before.",
+            )
+        return message(
+            f"Nothing to change for {list_name}.",
+            "This address cannot be subscribed again from here; write to us if you want it back.",
+        )
+
+    async def confirm(request: Request, token: str) -> Response:
+        list_name, changed = backend.confirm(token)
+        heading = (
+            f"You are subscribed to {list_name}."
+            if changed
+            else f"You were already subscribed to {list_name}."
+        )
+        return message(heading, "Thank you for confirming. The next issue will reach you.")
+
+    async def unsubscribe_help(request: Request) -> Response:
+        return message(
+            "Unsubscribe",
+            "Every issue we send has an unsubscribe link at the bottom, made for the "
+            "address it went to. Use that link to leave the list at once.",
+            link="/archive",
+            link_text="Read past issues",
+        )
+
+    async def archive(request: Request) -> Response:
+        return page(
+            "archive.html.j2", private=False, entries=backend.archive(), feed_url="/archive.xml"
+        )
+
+    async def edition(request: Request) -> Response:
+        html = backend.edition(int(request.path_params["digest_id"]))
+        if html is None:
+            return message(
+                "No such issue",
+                "It may not have been sent yet.",
+                status=404,
+                link="/archive",
+                link_text="All issues",
+            )
+        return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+    async def atom(request: Request) -> Response:
+        return Response(backend.atom(), media_type="application/atom+xml; charset=utf-8")
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok" if backend.healthy() else "database unavailable")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        backend.close()
+
+    return Starlette(
+        routes=[
+            Route("/unsubscribe", unsubscribe_help, methods=["GET"]),
+            Route("/unsubscribe/{token}", tokened(unsubscribe_page), methods=["GET"]),
+            Route("/unsubscribe/{token}", tokened(unsubscribe_now), methods=["POST"]),
+            Route("/resubscribe/{token}", tokened(resubscribe), methods=["POST"]),
+            Route("/confirm/{token}", tokened(confirm), methods=["GET"]),
+            Route("/archive", archive, methods=["GET"]),
+            Route("/archive.xml", atom, methods=["GET"]),
+            Route("/archive/{digest_id:int}", edition, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        server_header=False,
+    )

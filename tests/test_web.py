@@ -1,0 +1,253 @@
+"""The web side: RFC 8058 one-click unsubscribe, confirmation links, the archive; over the ASGI
+test client, a real uvicorn server on 127.0.0.1 and headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from email.utils import getaddresses
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import uvicorn
+from starlette.testclient import TestClient
+
+from newsletter.config import load_settings
+from newsletter.web.app import create_app
+from tests.conftest import ROOT, Project, SmtpServer, free_port
+
+ONE_CLICK = {
+    "content": b"List-Unsubscribe=One-Click",
+    "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+}
+
+
+def publish(project: Project) -> None:
+    project.cli("fetch")
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    project.cli("send", "--list", "weekly", "--yes")
+
+
+def unsubscribe_paths(project: Project) -> dict[str, str]:
+    """Each reader's unsubscribe path, from the List-Unsubscribe header of their message."""
+    paths = {}
+    for message in project.outbox():
+        address = getaddresses([str(message["To"])])[0][1]
+        url = str(message["List-Unsubscribe"]).strip("<>").split(">")[0]
+        paths[address] = urlsplit(url).path
+    return paths
+
+
+def add_briefing(project: Project, guid: str) -> None:
+    feed = project.folder / "samples" / "briefings.xml"
+    feed.write_text(
+        feed.read_text().replace(
+            "</channel>",
+            f"<item><title>Later news {guid}</title><guid>{guid}</guid>"
+            f"<link>https://signaldesk.example/{guid}</link></item></channel>",
+        )
+    )
+    project.cli("fetch")
+
+
+@pytest.fixture
+def client(project: Project) -> Iterator[TestClient]:
+    with TestClient(create_app(load_settings(project.config_path))) as test_client:
+        yield test_client
+
+
+def test_one_click_post_unsubscribes_at_once_and_get_never_does(
+    project: Project, client: TestClient
+) -> None:
+    publish(project)
+    path = unsubscribe_paths(project)["ada@example.com"]
+
+    page = client.get(path)
+    assert page.status_code == 200
+    assert '<button type="submit">Unsubscribe</button>' in page.text
+    assert "ada@example.com" in [
+        s.split()[0]
+        for s in project.cli(
+            "subscribers", "list", "--list", "weekly", "--status", "active"
+        ).output.splitlines()
+    ]
+
+    done = client.post(path, follow_redirects=False, **ONE_CLICK)  # type: ignore[arg-type]
+    assert done.status_code == 200  # RFC 8058: never a redirect
+    assert "You are unsubscribed from The Weekly Briefing" in done.text
+    assert done.headers["referrer-policy"] == "no-referrer"
+    assert "set-cookie" not in done.headers
+    again = client.post(path, **ONE_CLICK)  # type: ignore[arg-type]
+    assert again.status_code == 200
+    record = project.cli("subscribers", "show", "ada@example.com").output
+    assert '"status": "unsubscribed"' in record
+    assert "one-click" in record
+
+    add_briefing(project, "after-unsubscribe")
+    project.cli("send", "--list", "weekly", "--yes")
+    later = [m for m in project.outbox() if "after-unsubscribe" in str(m["Subject"])]
+    assert len(later) == 5
+    assert all("ada@" not in str(m["To"]) for m in later)
+
+
+def test_resubscribe_from_the_page(project: Project, client: TestClient) -> None:
+    publish(project)
+    path = unsubscribe_paths(project)["grace@example.com"]
+    client.post(path, **ONE_CLICK)  # type: ignore[arg-type]
+    token = path.rsplit("/", 1)[1]
+    back = client.post(f"/resubscribe/{token}")
+    assert back.status_code == 200
+    assert "subscribed to The Weekly Briefing again" in back.text
+    assert "Nothing to change" in client.post(f"/resubscribe/{token}").text
+
+
+@pytest.mark.parametrize("route", ["/unsubscribe/{t}", "/confirm/{t}"])
+@pytest.mark.parametrize(
+    "token", ["nonsense", "MS4x.AAAAAAAAAAAAAAAAAAAAAA", "MS4x", "", "x" * 500, "MS4x.%00"]
+)
+def test_bad_tokens_get_a_plain_400_page(client: TestClient, route: str, token: str) -> None:
+    for method in ("get", "post") if route.startswith("/unsubscribe") else ("get",):
+        response = getattr(client, method)(route.format(t=token))
+        if token == "":
+            assert response.status_code in (200, 404, 405)  # /unsubscribe itself: the help page
+            continue
+        assert response.status_code == 400, (method, route, token)
+        assert "This link is not valid" in response.text
+        assert "Traceback" not in response.text
+        assert "signature" not in response.text.lower()
+
+
+def test_confirmation_link_activates_a_pending_subscription(
+    project: Project, client: TestClient
+) -> None:
+    data = project.config()
+    data["lists"][0]["double_opt_in"] = True
+    project.write_config(data)
+    project.cli("subscribers", "add", "new@example.com", "--list", "weekly")
+    text = project.outbox()[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    path = urlsplit(re.search(r"https://\S+/confirm/\S+", text).group(0)).path  # type: ignore[union-attr]
+    first = client.get(path)
+    assert first.status_code == 200
+    assert "You are subscribed to The Weekly Briefing." in first.text
+    assert "already subscribed" in client.get(path).text
+    assert "active 1" in project.cli("lists").output
+
+
+def test_archive_pages_and_feed_carry_no_reader_data(project: Project, client: TestClient) -> None:
+    project.update("digest", max_per_theme=1)
+    publish(project)
+    index = client.get("/archive")
+    assert index.status_code == 200
+    assert "SignalDesk Weekly: " in index.text
+    edition = client.get("/archive/1")
+    assert edition.status_code == 200
+    html = edition.text
+    for address in ("ada@example.com", "grace@example.com", "/unsubscribe/"):
+        assert address not in html
+    assert "[[nl-" not in html
+    assert "more on the web" not in html  # the web edition shows every story
+    assert "Westbrook" in html
+    assert "Quillstore" in html
+    assert client.get("/archive/999").status_code == 404
+    feed = ET.fromstring(client.get("/archive.xml").content)
+    ns = {"atom": "http://www.w3.org/2005/Atom"}
+    entry = feed.find("atom:entry", ns)
+    assert entry is not None
+    assert entry.find("atom:link", ns).get("href") == "https://signaldesk.example/archive/1"  # type: ignore[union-attr]
+    assert client.get("/healthz").text == "ok"
+
+
+@pytest.fixture
+def live_server(project: Project) -> Iterator[str]:
+    """A real uvicorn server on 127.0.0.1, as `newsletter serve` runs it."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(load_settings(project.config_path)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_gmail_style_one_click_over_smtp_and_real_http(
+    smtp_project: Project, smtp_server: SmtpServer, live_server: str
+) -> None:
+    publish(smtp_project)
+    received = next(r for r in smtp_server.received if r.recipients == ["zoe@example.com"])
+    header = str(received.message["List-Unsubscribe"])
+    assert received.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = live_server + urlsplit(header.strip("<>")).path
+    response = httpx.post(
+        url,
+        content=b"List-Unsubscribe=One-Click",
+        timeout=10,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    add_briefing(smtp_project, "next")
+    smtp_server.handler.received.clear()
+    smtp_project.cli("send", "--list", "weekly", "--yes")
+    assert sorted(r.recipients[0] for r in smtp_server.received) == [
+        "ada@example.com",
+        "alan@example.com",
+        "grace@example.com",
+        "linus@example.com",
+        "margaret@example.com",
+    ]
+
+
+def test_a_reader_clicks_unsubscribe_in_chromium(project: Project, live_server: str) -> None:
+    from tests.test_browser import chromium
+
+    executable = chromium()
+    from playwright.sync_api import sync_playwright
+
+    publish(project)
+    message = next(m for m in project.outbox() if "margaret@" in str(m["To"]))
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    link = re.search(r'href="(https://signaldesk\.example/unsubscribe/[^"]+)">Unsubscribe', html)
+    assert link
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 740})
+            page.goto(live_server + urlsplit(link.group(1)).path)
+            assert page.get_by_role("heading").inner_text().startswith("Unsubscribe from")
+            page.get_by_role("button", name="Unsubscribe").click()
+            page.wait_for_load_state()
+            assert "You are unsubscribed from The Weekly Briefing." in page.content()
+            (ROOT / "test-artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(ROOT / "test-artifacts" / "unsubscribed-375.png"))
+        finally:
+            browser.close()
+    assert (
+        '"status": "unsubscribed"'
+        in project.cli("subscribers", "show", "margaret@example.com").output
+    )
