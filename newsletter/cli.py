@@ -45,6 +45,10 @@ subscribers_app = typer.Typer(
     help="Add, import, list, export, remove and forget subscribers.", no_args_is_help=True
 )
 app.add_typer(subscribers_app, name="subscribers")
+bounces_app = typer.Typer(
+    help="Read returned mail and complaints, and see what was done.", no_args_is_help=True
+)
+app.add_typer(bounces_app, name="bounces")
 digest_app = typer.Typer(help="Shape the next digest of a list.", no_args_is_help=True)
 app.add_typer(digest_app, name="digest")
 
@@ -466,6 +470,40 @@ def _advance(progress: Progress, task: TaskID, outcome: str) -> None:
 
 
 _LEDGER_COLUMNS = ("queued", "sending", "sent", "deferred", "failed", "skipped")
+
+
+@bounces_app.command("process")
+def bounces_process(
+    ctx: typer.Context,
+    path: Annotated[
+        Path, typer.Argument(help="A Maildir folder or an mbox file of returned mail.")
+    ],
+) -> None:
+    """Act on bounces and complaints; handled mail moves to a `processed` folder beside it."""
+    settings = _settings(ctx)
+    report = _run(lambda: pipeline.process_bounces(settings, path))
+    out.print(
+        f"{report.messages} message(s): {report.hard} hard, {report.soft} soft, "
+        f"{report.complaints} complaint(s), {report.ignored} auto-reply/delivery notice(s); "
+        f"{report.suppressed} address(es) suppressed."
+    )
+    if report.unrecognized:
+        out.print(f"{len(report.unrecognized)} message(s) named no subscriber and stay in {path}:")
+        for key in report.unrecognized:
+            out.print(f"    {key}")
+
+
+@bounces_app.command("list")
+def bounces_list(ctx: typer.Context) -> None:
+    """The latest bounces and complaints, with what was done about each."""
+    settings = _settings(ctx)
+    rows = _run(lambda: pipeline.bounce_rows(settings))
+    for row in rows:
+        out.print(
+            f"{row.received_at:%Y-%m-%d %H:%M}  {row.email}  {row.kind} {row.status_code} "
+            f"{row.reason}  -> {row.action}"
+        )
+    out.print(f"{len(rows)} bounce(s).")
 
 
 @app.command()

@@ -151,6 +151,11 @@ class MailingList(_Section):
 SUBJECT_FIELDS = frozenset({"publication", "lead", "count", "more", "and_more", "themes", "date"})
 
 
+class Bounces(_Section):
+    soft_limit: int = Field(default=3, ge=1, le=100)  # soft bounces that suppress an address...
+    soft_days: int = Field(default=30, ge=1, le=365)  # ...when they come within this many days
+
+
 class Security(_Section):
     # Without NEWSLETTER_SECRET_KEY, a random key kept in newsletter.secret beside config.toml;
     # fine on one machine for trying things out, refused by `send` unless this says so.
@@ -195,6 +200,7 @@ class Settings(_Section):
     lists: tuple[MailingList, ...] = Field(min_length=1)
     digest: DigestSettings = DigestSettings()
     security: Security = Security()
+    bounces: Bounces = Bounces()
     dkim: Dkim | None = None
     path: Path = Field(default=Path("config.toml"), exclude=True)
 

@@ -155,8 +155,10 @@ class Bounce(SQLModel, table=True):
     digest_id: int | None = Field(default=None, foreign_key="digest.id")
     kind: str
     status_code: str = ""
+    reason: str = ""
     diagnostic: str = ""
     action: str = ""
+    report_id: str = Field(default="", index=True)  # Message-ID of the returned mail
     received_at: datetime = _time()
 
 

@@ -36,6 +36,7 @@ from newsletter.audience.tokens import (
     unsubscribe_url,
     verify_confirm_token,
 )
+from newsletter.bounces.process import ProcessReport, process_mailbox
 from newsletter.config import Settings, smtp_password
 from newsletter.db import Database, compact_after_erasure, list_row, sync_config
 from newsletter.digest.builder import DigestView, build_digest, digest_view, pending_digest
@@ -44,6 +45,7 @@ from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchResult, fetch, http_client
 from newsletter.feeds.ingest import IngestCounts, store_entries
 from newsletter.models import (
+    Bounce,
     Briefing,
     DeliveryStatus,
     Digest,
@@ -809,6 +811,54 @@ def recipient_for(
         subscriber.name,
         unsubscribe_url(settings, key, list_id, subscriber.id),
     )
+
+
+# -- bounces ------------------------------------------------------------------------------------
+
+
+def process_bounces(settings: Settings, path: Path) -> ProcessReport:
+    """Read a Maildir or mbox of returned mail and act on every report that names a reader."""
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            return process_mailbox(session, settings, signing_key(settings), path)
+    finally:
+        database.dispose()
+
+
+@dataclass(frozen=True)
+class BounceRow:
+    email: str
+    kind: str
+    reason: str
+    status_code: str
+    action: str
+    received_at: datetime
+
+
+def bounce_rows(settings: Settings, limit: int = 200) -> list[BounceRow]:
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            rows = session.exec(
+                select(Bounce, Subscriber)
+                .join(Subscriber, col(Subscriber.id) == Bounce.subscriber_id)
+                .order_by(col(Bounce.received_at).desc())
+                .limit(limit)
+            ).all()
+            return [
+                BounceRow(
+                    subscriber.email,
+                    bounce.kind,
+                    bounce.reason,
+                    bounce.status_code,
+                    bounce.action,
+                    bounce.received_at,
+                )
+                for bounce, subscriber in rows
+            ]
+    finally:
+        database.dispose()
 
 
 # -- status -------------------------------------------------------------------------------------

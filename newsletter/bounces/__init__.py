@@ -1,0 +1,1 @@
+"""Returned mail and complaints: reading them, and acting on them."""

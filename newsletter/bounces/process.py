@@ -1,0 +1,246 @@
+"""Acting on returned mail: find the subscriber, record the bounce, suppress when it is time.
+
+- hard bounce: the subscriber is suppressed (status bounced) at once;
+- complaint: they are unsubscribed from every list and suppressed (status complained);
+- soft bounce: counted; `soft_limit` of them within `soft_days` suppress the address;
+- auto-replies and delivery notifications: nothing happens, ever.
+The subscriber is found by the VERP return path first (bounces+<signed id>@bounce_domain), then
+by the addresses the report names.
+"""
+
+from __future__ import annotations
+
+import mailbox
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from newsletter.audience.addresses import email_key
+from newsletter.audience.tokens import BadToken, SigningKey
+from newsletter.bounces.parse import Recipient, Report, parse_report
+from newsletter.config import Settings
+from newsletter.errors import NewsletterError
+from newsletter.models import (
+    Bounce,
+    BounceKind,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+
+PROCESSED = "processed"
+
+
+@dataclass
+class ProcessReport:
+    messages: int = 0
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+    suppressed: int = 0
+    ignored: int = 0  # auto-replies and delivery notices
+    unrecognized: list[str] = field(default_factory=list)  # left where they were
+
+
+@dataclass(frozen=True)
+class _Item:
+    key: str
+    raw: bytes
+
+
+class _Box:
+    """A Maildir or an mbox, with a `processed` sibling the handled messages move to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if (path / "cur").is_dir() or (path / "new").is_dir():
+            self.box: mailbox.Mailbox[mailbox.Message] = mailbox.Maildir(path, create=False)
+            maildir = self.box
+            assert isinstance(maildir, mailbox.Maildir)
+            self.done: mailbox.Mailbox[mailbox.Message] = (
+                maildir.get_folder(PROCESSED)
+                if PROCESSED in maildir.list_folders()
+                else maildir.add_folder(PROCESSED)
+            )
+        elif path.is_file():
+            self.box = mailbox.mbox(path, create=False)
+            self.done = mailbox.mbox(path.with_name(f"{path.name}.{PROCESSED}"))
+        else:
+            raise NewsletterError(
+                f"{path}: neither a Maildir nor an mbox file",
+                hint="give the folder holding cur/ and new/, or an mbox file",
+            )
+        self.box.lock()
+
+    def items(self) -> Iterator[_Item]:
+        for key in list(self.box.keys()):
+            yield _Item(key, self.box.get_bytes(key))
+
+    def move_to_processed(self, item: _Item) -> None:
+        self.done.add(item.raw)
+        self.box.remove(item.key)
+
+    def close(self) -> None:
+        self.box.flush()
+        self.box.unlock()
+        self.box.close()
+        self.done.close()
+
+
+def process_mailbox(
+    session: Session, settings: Settings, key: SigningKey, path: Path
+) -> ProcessReport:
+    report = ProcessReport()
+    box = _Box(path)
+    try:
+        for item in box.items():
+            report.messages += 1
+            parsed = parse_report(item.raw)
+            if parsed.kind in ("autoreply", "delivered"):
+                report.ignored += 1
+                box.move_to_processed(item)
+                continue
+            acted = _act(session, settings, key, parsed, _message_id(item.raw), report)
+            if acted:
+                box.move_to_processed(item)
+            else:
+                report.unrecognized.append(str(item.key))
+            session.commit()
+    finally:
+        box.close()
+    return report
+
+
+def _message_id(raw: bytes) -> str:
+    head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+    for line in head.splitlines():
+        if line.lower().startswith(b"message-id:"):
+            return line.split(b":", 1)[1].strip().decode("ascii", "replace")[:300]
+    return ""
+
+
+def _verp(settings: Settings, key: SigningKey, parsed: Report) -> tuple[int, int] | None:
+    domain = (settings.publication.bounce_domain or "").lower()
+    if not domain:
+        return None
+    for address in parsed.envelope_to:
+        local, _, host = address.rpartition("@")
+        if host.lower() == domain and local.startswith("bounces+"):
+            try:
+                digest_id, subscriber_id = key.verify("bounce", local.removeprefix("bounces+"), 2)
+            except BadToken:
+                continue
+            return digest_id, subscriber_id
+    return None
+
+
+def _act(
+    session: Session,
+    settings: Settings,
+    key: SigningKey,
+    parsed: Report,
+    report_id: str,
+    report: ProcessReport,
+) -> bool:
+    """Record and act on one report; False when it names no subscriber of ours."""
+    verp = _verp(settings, key, parsed)
+    targets: list[tuple[Subscriber, Recipient, int | None]] = []
+    if verp is not None:
+        subscriber = session.get(Subscriber, verp[1])
+        if subscriber is not None:
+            # The report's own verdict for the one recipient, whatever address it gives.
+            judged = next((r for r in parsed.recipients if r.kind != "none"), None)
+            if judged is not None:
+                targets.append((subscriber, judged, verp[0]))
+    else:
+        for recipient in parsed.recipients:
+            if recipient.kind == "none":
+                continue
+            subscriber = session.exec(
+                select(Subscriber).where(Subscriber.email_key == email_key(recipient.address))
+            ).first()
+            if subscriber is not None:
+                targets.append((subscriber, recipient, None))
+    if not targets:
+        return False
+    for subscriber, recipient, digest_id in targets:
+        assert subscriber.id is not None
+        if (
+            report_id
+            and session.exec(
+                select(Bounce.id).where(
+                    Bounce.subscriber_id == subscriber.id, Bounce.report_id == report_id
+                )
+            ).first()
+        ):
+            continue  # the same returned mail seen twice changes nothing more
+        action = _apply(session, settings, subscriber, recipient.kind)
+        session.add(
+            Bounce(
+                subscriber_id=subscriber.id,
+                digest_id=digest_id,
+                kind=recipient.kind,
+                status_code=recipient.status,
+                reason=recipient.reason,
+                diagnostic=recipient.diagnostic[:1000],
+                action=action,
+                report_id=report_id,
+            )
+        )
+        if recipient.kind == "hard":
+            report.hard += 1
+        elif recipient.kind == "complaint":
+            report.complaints += 1
+        else:
+            report.soft += 1
+        if action.startswith("suppressed"):
+            report.suppressed += 1
+    return True
+
+
+def _apply(session: Session, settings: Settings, subscriber: Subscriber, kind: str) -> str:
+    now = utcnow()
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        return f"none (already {subscriber.status})"
+    if kind == BounceKind.COMPLAINT:
+        subscriber.status = SubscriberStatus.COMPLAINED
+        session.execute(
+            update(Subscription)
+            .where(
+                col(Subscription.subscriber_id) == subscriber.id,
+                col(Subscription.status) != SubscriptionStatus.UNSUBSCRIBED,
+            )
+            .values(
+                status=SubscriptionStatus.UNSUBSCRIBED,
+                unsubscribed_at=now,
+                updated_at=now,
+                unsubscribe_reason="complaint (marked as spam)",
+            )
+        )
+        session.add(subscriber)
+        return "suppressed: complaint, unsubscribed from every list"
+    if kind == BounceKind.HARD:
+        subscriber.status = SubscriberStatus.BOUNCED
+        session.add(subscriber)
+        return "suppressed: hard bounce"
+    limits = settings.bounces
+    recent = session.exec(
+        select(func.count())
+        .select_from(Bounce)
+        .where(
+            Bounce.subscriber_id == subscriber.id,
+            Bounce.kind == BounceKind.SOFT,
+            col(Bounce.received_at) > now - timedelta(days=limits.soft_days),
+        )
+    ).one()
+    if recent + 1 >= limits.soft_limit:
+        subscriber.status = SubscriberStatus.BOUNCED
+        session.add(subscriber)
+        return f"suppressed: {recent + 1} soft bounces within {limits.soft_days} days"
+    return f"counted: soft bounce {recent + 1} of {limits.soft_limit}"

@@ -1,0 +1,190 @@
+"""Bounces and complaints: the real-world corpus, and the whole loop through VERP."""
+
+from __future__ import annotations
+
+import csv
+import mailbox
+import uuid
+from email.utils import getaddresses
+from pathlib import Path
+
+import pytest
+
+from newsletter.bounces.parse import parse_report
+from tests.conftest import CORPUS, Project, SmtpServer
+
+BOUNCES = CORPUS / "bounces"
+
+
+def expected_kind(row: dict[str, str]) -> str | None:
+    """hard / soft / complaint / none, as sisimai judges; None where the corpus states nothing."""
+    if row["reason"] == "feedback":
+        return "complaint"
+    if row["reason"] in ("delivered", "vacation"):
+        return "none"
+    if row["status"] == "-":
+        return "none" if "not-bounce" in row["file"] else None
+    return "hard" if row["hardbounce"] == "true" else "soft"
+
+
+def judged(path: Path, recipient: str) -> str:
+    report = parse_report(path.read_bytes())
+    if report.kind in ("autoreply", "unknown"):
+        return "none"
+    for item in report.recipients:
+        if item.address == recipient or recipient in ("", "(none)"):
+            return item.kind
+    return "none" if not report.recipients else "missing"
+
+
+def corpus_rows() -> list[dict[str, str]]:
+    with (BOUNCES / "sisimai" / "EXPECTED.tsv").open(newline="") as handle:
+        return [
+            row for row in csv.DictReader(handle, delimiter="\t") if expected_kind(row) is not None
+        ]
+
+
+def test_agreement_with_sisimai_is_at_least_95_percent() -> None:
+    rows = corpus_rows()
+    misses = []
+    for row in rows:
+        recipient = row["recipient(p5-sisimai run)"].strip().lower()
+        got = judged(BOUNCES / row["file"], recipient)
+        if got != expected_kind(row):
+            misses.append(f"{row['file']} {recipient}: {got} != {expected_kind(row)}")
+    agreement = 1 - len(misses) / len(rows)
+    print(f"agreement {agreement:.1%} over {len(rows)} recipients; misses: {misses}")
+    assert agreement >= 0.95, misses
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rfc3834-01.eml",
+        "rfc3834-03.eml",
+        "rfc3464-28.eml",
+        "lhost-amazonses-12.eml",
+        "not-bounce-01.eml",
+        "not-bounce-02.eml",
+    ],
+)
+def test_auto_replies_and_delivery_notices_are_never_bounces(name: str) -> None:
+    report = parse_report((BOUNCES / "sisimai" / name).read_bytes())
+    assert all(item.kind == "none" for item in report.recipients), report
+
+
+def verp_dsn(envelope_to: str, original_to: str, status: str, text: str) -> bytes:
+    return f"""\
+From: Mail Delivery System <MAILER-DAEMON@mx.example.com>
+To: {envelope_to}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <{uuid.uuid4()}@mx.example.com>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+This is the mail system at host mx.example.com. Your message could not be delivered.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.com
+
+Final-Recipient: rfc822; {original_to}
+Action: failed
+Status: {status}
+Diagnostic-Code: smtp; 550 {status} {text}
+
+--B--
+""".replace("\n", "\r\n").encode()
+
+
+def test_the_whole_loop_through_verp(
+    smtp_project: Project, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    smtp_project.update("publication", bounce_domain="bounces.signaldesk.example")
+    smtp_project.cli("fetch")
+    smtp_project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    smtp_project.cli("send", "--list", "weekly", "--yes")
+    return_path = {r.recipients[0]: r.sender for r in smtp_server.received}
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    # The remote server names a forwarding address we never mailed: VERP still finds Ada.
+    box.add(
+        verp_dsn(
+            return_path["ada@example.com"],
+            "ada.forwarded@elsewhere.example",
+            "5.1.1",
+            "<ada.forwarded@elsewhere.example>: User unknown",
+        )
+    )
+    box.add(verp_dsn(return_path["alan@example.com"], "alan@example.com", "4.2.2", "Mailbox full"))
+    box.add(b"From: someone@example.org\r\nSubject: hello\r\n\r\nNot a bounce at all.\r\n")
+    output = smtp_project.cli("bounces", "process", str(tmp_path / "bounces")).output
+    assert "1 hard, 1 soft, 0 complaint(s)" in output
+    assert "1 address(es) suppressed" in output
+    assert "1 message(s) named no subscriber" in output
+    assert len(box.get_folder("processed")) == 2
+    assert len(mailbox.Maildir(tmp_path / "bounces")) == 1
+    again = smtp_project.cli("bounces", "process", str(tmp_path / "bounces")).output
+    assert "0 hard, 0 soft" in again
+
+    listing = smtp_project.cli("bounces", "list").output
+    assert "ada@example.com  hard 5.1.1 userunknown  -> suppressed: hard bounce" in listing
+    assert '"kind": "hard"' in smtp_project.cli("subscribers", "show", "ada@example.com").output
+
+    feed = smtp_project.folder / "samples" / "briefings.xml"
+    feed.write_text(
+        feed.read_text().replace(
+            "</channel>",
+            "<item><title>More news</title><guid>more</guid>"
+            "<link>https://signaldesk.example/more</link></item></channel>",
+        )
+    )
+    smtp_project.cli("fetch")
+    smtp_server.handler.received.clear()
+    smtp_project.cli("send", "--list", "weekly", "--yes")
+    recipients = sorted(getaddresses([str(r.message["To"])])[0][1] for r in smtp_server.received)
+    assert "ada@example.com" not in recipients
+    assert "alan@example.com" in recipients  # one soft bounce is only counted
+    assert len(recipients) == 5
+
+
+def test_a_complaint_unsubscribes_from_every_list_and_soft_bounces_add_up(
+    project: Project, tmp_path: Path
+) -> None:
+    data = project.config()
+    data["lists"].append({"slug": "alerts", "name": "Alerts"})
+    project.write_config(data)
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "alerts")
+    arf = (
+        (BOUNCES / "sisimai" / "arf-01.eml")
+        .read_bytes()
+        .replace(b"redacted@example.net", b"grace@example.com")
+    )
+    path = tmp_path / "returns.mbox"
+    box = mailbox.mbox(path)
+    box.add(arf)
+    for number in range(3):
+        box.add(
+            verp_dsn(
+                "briefings@signaldesk.example",
+                "linus@example.com",
+                "4.2.2",
+                f"Mailbox full ({number})",
+            )
+        )
+    box.close()
+    output = project.cli("bounces", "process", str(path)).output
+    assert "1 complaint(s)" in output
+    assert "3 soft" in output
+    assert "2 address(es) suppressed" in output
+    lists = project.cli("lists").output
+    assert "weekly “The Weekly Briefing” (single opt-in): active 4" in lists
+    assert "alerts “Alerts” (single opt-in): active 4" in lists
+    assert "complained 1" in lists
+    assert "bounced 1" in lists
+    assert len(mailbox.mbox(path)) == 0
+    assert len(mailbox.mbox(tmp_path / "returns.mbox.processed")) == 4
