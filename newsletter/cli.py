@@ -476,11 +476,17 @@ _LEDGER_COLUMNS = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 def bounces_process(
     ctx: typer.Context,
     path: Annotated[
-        Path, typer.Argument(help="A Maildir folder or an mbox file of returned mail.")
-    ],
+        Path | None, typer.Argument(help="A Maildir folder or an mbox file of returned mail.")
+    ] = None,
+    imap: Annotated[
+        bool, typer.Option("--imap", help="Read the IMAP folder of [bounces.imap] instead.")
+    ] = False,
 ) -> None:
     """Act on bounces and complaints; handled mail moves to a `processed` folder beside it."""
     settings = _settings(ctx)
+    if (path is None) != imap:
+        err.print("error: give a Maildir or mbox PATH, or --imap (one of the two)")
+        raise typer.Exit(2)
     report = _run(lambda: pipeline.process_bounces(settings, path))
     out.print(
         f"{report.messages} message(s): {report.hard} hard, {report.soft} soft, "
@@ -488,7 +494,8 @@ def bounces_process(
         f"{report.suppressed} address(es) suppressed."
     )
     if report.unrecognized:
-        out.print(f"{len(report.unrecognized)} message(s) named no subscriber and stay in {path}:")
+        where = path or "the IMAP folder"
+        out.print(f"{len(report.unrecognized)} message(s) named no subscriber and stay in {where}:")
         for key in report.unrecognized:
             out.print(f"    {key}")
 

@@ -26,6 +26,7 @@ from newsletter.errors import ConfigError
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 SMTP_PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
 SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"  # noqa: S105 (a variable name, not a secret)
+IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
 DEFAULT_CONFIG = Path("config.toml")
 
 
@@ -151,9 +152,22 @@ class MailingList(_Section):
 SUBJECT_FIELDS = frozenset({"publication", "lead", "count", "more", "and_more", "themes", "date"})
 
 
+class Imap(_Section):
+    host: str
+    port: int = Field(default=993, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: str
+    folder: str = "INBOX"
+    processed_folder: str = "processed"
+    ca_file: Path | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    # the password only from NEWSLETTER_IMAP_PASSWORD
+
+
 class Bounces(_Section):
     soft_limit: int = Field(default=3, ge=1, le=100)  # soft bounces that suppress an address...
     soft_days: int = Field(default=30, ge=1, le=365)  # ...when they come within this many days
+    imap: Imap | None = None
 
 
 class Security(_Section):

@@ -36,7 +36,8 @@ from newsletter.audience.tokens import (
     unsubscribe_url,
     verify_confirm_token,
 )
-from newsletter.bounces.process import ProcessReport, process_mailbox
+from newsletter.bounces.imap import ImapBox
+from newsletter.bounces.process import LocalBox, ProcessReport, Source, process_mailbox
 from newsletter.config import Settings, smtp_password
 from newsletter.db import Database, compact_after_erasure, list_row, sync_config
 from newsletter.digest.builder import DigestView, build_digest, digest_view, pending_digest
@@ -816,12 +817,25 @@ def recipient_for(
 # -- bounces ------------------------------------------------------------------------------------
 
 
-def process_bounces(settings: Settings, path: Path) -> ProcessReport:
-    """Read a Maildir or mbox of returned mail and act on every report that names a reader."""
+def process_bounces(settings: Settings, path: Path | None) -> ProcessReport:
+    """Read returned mail (a Maildir, an mbox, or with no path the IMAP folder of
+    [bounces.imap]) and act on every report that names a reader."""
+    if path is not None:
+        box: Source = LocalBox(path)
+    else:
+        imap = settings.bounces.imap
+        if imap is None:
+            raise NewsletterError(
+                f"{settings.path}: [bounces.imap] is not set",
+                hint="add host and username (the password goes in NEWSLETTER_IMAP_PASSWORD), "
+                "or give a Maildir or mbox path",
+            )
+        ca_file = (settings.folder / imap.ca_file).resolve() if imap.ca_file else None
+        box = ImapBox(imap, ca_file)
     database = open_database(settings)
     try:
         with database.session() as session:
-            return process_mailbox(session, settings, signing_key(settings), path)
+            return process_mailbox(session, settings, signing_key(settings), box)
     finally:
         database.dispose()
 

@@ -42,13 +42,16 @@ def toml_value(value: Any) -> str:
     return f'"{escaped}"'
 
 
-def dump_toml(data: dict[str, Any]) -> str:
-    """Enough TOML for config files: tables and arrays of tables of plain values."""
+def dump_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """Enough TOML for config files: tables (nested too) and arrays of tables of plain values."""
     lines: list[str] = []
     for key, value in data.items():
         if isinstance(value, dict):
-            lines.append(f"[{key}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
+            lines.append(f"[{prefix}{key}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in value.items() if not isinstance(v, dict)]
+            nested = {k: v for k, v in value.items() if isinstance(v, dict)}
+            if nested:
+                lines.append(dump_toml(nested, prefix=f"{prefix}{key}."))
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             for item in value:
                 lines.append(f"[[{key}]]")

@@ -188,3 +188,44 @@ def test_a_complaint_unsubscribes_from_every_list_and_soft_bounces_add_up(
     assert "bounced 1" in lists
     assert len(mailbox.mbox(path)) == 0
     assert len(mailbox.mbox(tmp_path / "returns.mbox.processed")) == 4
+
+
+def test_bounces_from_a_real_imap_folder(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imaplib
+
+    from tests.dovecot import imap_server
+
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    with imap_server("bounces", "imap-secret") as port:
+        client = imaplib.IMAP4("127.0.0.1", port)
+        client.login("bounces", "imap-secret")
+        client.append(
+            "INBOX",
+            None,
+            None,
+            verp_dsn(
+                "briefings@signaldesk.example", "margaret@example.com", "5.1.1", "User unknown"
+            ),
+        )
+        client.append("INBOX", None, None, (BOUNCES / "sisimai" / "rfc3834-01.eml").read_bytes())
+        client.append("INBOX", None, None, b"From: x@example.org\r\nSubject: hi\r\n\r\nhello\r\n")
+        client.logout()
+        data = project.config()
+        data["bounces"] = {
+            "imap": {"host": "127.0.0.1", "port": port, "security": "none", "username": "bounces"}
+        }
+        project.write_config(data)
+        monkeypatch.setenv("NEWSLETTER_IMAP_PASSWORD", "imap-secret")
+        output = project.cli("bounces", "process", "--imap").output
+        assert "3 message(s): 1 hard" in output
+        assert "1 auto-reply/delivery notice(s)" in output
+        assert "1 message(s) named no subscriber and stay in the IMAP folder" in output
+        client = imaplib.IMAP4("127.0.0.1", port)
+        client.login("bounces", "imap-secret")
+        assert client.select("INBOX")[1] == [b"1"]
+        assert client.select("processed")[1] == [b"2"]
+        client.logout()
+        monkeypatch.setenv("NEWSLETTER_IMAP_PASSWORD", "wrong")
+        refused = project.cli("bounces", "process", "--imap", expect=1).output
+        assert "refused us" in refused
+    assert "bounced 1" in project.cli("lists").output

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -48,13 +49,17 @@ class ProcessReport:
     unrecognized: list[str] = field(default_factory=list)  # left where they were
 
 
-@dataclass(frozen=True)
-class _Item:
-    key: str
-    raw: bytes
+class Source(Protocol):
+    """Where returned mail is read from: a Maildir, an mbox or an IMAP folder."""
+
+    def items(self) -> Iterator[tuple[str, bytes]]: ...
+
+    def move_to_processed(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
-class _Box:
+class LocalBox:
     """A Maildir or an mbox, with a `processed` sibling the handled messages move to."""
 
     def __init__(self, path: Path) -> None:
@@ -78,13 +83,16 @@ class _Box:
             )
         self.box.lock()
 
-    def items(self) -> Iterator[_Item]:
-        for key in list(self.box.keys()):
-            yield _Item(key, self.box.get_bytes(key))
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        # mbox keys are numbers, Maildir keys file names: report them as text
+        self._keys = {str(key): key for key in self.box.keys()}
+        for name, key in self._keys.items():
+            yield name, self.box.get_bytes(key)
 
-    def move_to_processed(self, item: _Item) -> None:
-        self.done.add(item.raw)
-        self.box.remove(item.key)
+    def move_to_processed(self, key: str) -> None:
+        original = self._keys[key]
+        self.done.add(self.box.get_bytes(original))
+        self.box.remove(original)
 
     def close(self) -> None:
         self.box.flush()
@@ -94,23 +102,22 @@ class _Box:
 
 
 def process_mailbox(
-    session: Session, settings: Settings, key: SigningKey, path: Path
+    session: Session, settings: Settings, key: SigningKey, box: Source
 ) -> ProcessReport:
+    """Act on every message of a source; handled ones move to `processed`, others stay."""
     report = ProcessReport()
-    box = _Box(path)
     try:
-        for item in box.items():
+        for item_key, raw in box.items():
             report.messages += 1
-            parsed = parse_report(item.raw)
+            parsed = parse_report(raw)
             if parsed.kind in ("autoreply", "delivered"):
                 report.ignored += 1
-                box.move_to_processed(item)
+                box.move_to_processed(item_key)
                 continue
-            acted = _act(session, settings, key, parsed, _message_id(item.raw), report)
-            if acted:
-                box.move_to_processed(item)
+            if _act(session, settings, key, parsed, _message_id(raw), report):
+                box.move_to_processed(item_key)
             else:
-                report.unrecognized.append(str(item.key))
+                report.unrecognized.append(item_key)
             session.commit()
     finally:
         box.close()
