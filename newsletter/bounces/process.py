@@ -85,7 +85,7 @@ class LocalBox:
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         # mbox keys are numbers, Maildir keys file names: report them as text
-        self._keys = {str(key): key for key in self.box.keys()}
+        self._keys = {str(key): key for key in self.box.keys()}  # noqa: SIM118 (iter gives messages)
         for name, key in self._keys.items():
             yield name, self.box.get_bytes(key)
 
