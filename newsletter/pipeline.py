@@ -8,7 +8,7 @@ import os
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import (
     Executor,
     Future,
@@ -16,6 +16,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     as_completed,
 )
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
@@ -80,6 +81,17 @@ from newsletter.send.smtp import SmtpTransport
 from newsletter.send.transport import Transport
 
 T = TypeVar("T")
+
+
+@contextmanager
+def database_session(settings: Settings) -> Iterator[Session]:
+    """A session on a database opened for one command, and closed with it."""
+    database = open_database(settings)
+    try:
+        with database.session() as session:
+            yield session
+    finally:
+        database.dispose()
 
 
 def open_database(settings: Settings) -> Database:
@@ -283,47 +295,39 @@ def import_subscribers(
     """Import a CSV; on a double opt-in list the new subscribers are mailed a confirmation."""
     double_opt_in = settings.mailing_list(slug).double_opt_in
     key = signing_key(settings, for_mail=True) if double_opt_in else None
-    database = open_database(settings)
-    try:
-        with database.session() as session:
-            mailing_list = list_row(session, settings, slug)
-            report = audience.import_subscribers(
-                session,
-                mailing_list,
-                path,
-                double_opt_in=double_opt_in,
-                skip_invalid=skip_invalid,
-            )
-            if key is not None and report.pending:
-                _send_confirmations(settings, session, key, mailing_list, report.pending)
-    finally:
-        database.dispose()
+    with database_session(settings) as session:
+        mailing_list = list_row(session, settings, slug)
+        report = audience.import_subscribers(
+            session,
+            mailing_list,
+            path,
+            double_opt_in=double_opt_in,
+            skip_invalid=skip_invalid,
+        )
+        if key is not None and report.pending:
+            _send_confirmations(settings, session, key, mailing_list, report.pending)
     return report
 
 
 def add_subscriber(settings: Settings, email: str, slug: str, name: str = "") -> SubscribeReport:
     double_opt_in = settings.mailing_list(slug).double_opt_in
     key = signing_key(settings, for_mail=True) if double_opt_in else None
-    database = open_database(settings)
-    try:
-        with database.session() as session:
-            mailing_list = list_row(session, settings, slug)
-            outcome, subscriber = audience.subscribe(
-                session,
-                mailing_list,
-                email,
-                name,
-                origin="cli",
-                consent=f"cli ({getpass.getuser()}@{socket.gethostname()})",
-                double_opt_in=double_opt_in,
+    with database_session(settings) as session:
+        mailing_list = list_row(session, settings, slug)
+        outcome, subscriber = audience.subscribe(
+            session,
+            mailing_list,
+            email,
+            name,
+            origin="cli",
+            consent=f"cli ({getpass.getuser()}@{socket.gethostname()})",
+            double_opt_in=double_opt_in,
+        )
+        report = SubscribeReport(outcome)
+        if outcome == "pending" and key is not None and subscriber and subscriber.id:
+            report.confirmations_sent = _send_confirmations(
+                settings, session, key, mailing_list, [subscriber.id]
             )
-            report = SubscribeReport(outcome)
-            if outcome == "pending" and key is not None and subscriber and subscriber.id:
-                report.confirmations_sent = _send_confirmations(
-                    settings, session, key, mailing_list, [subscriber.id]
-                )
-    finally:
-        database.dispose()
     return report
 
 
@@ -391,33 +395,20 @@ def confirm_subscription_in(
 
 
 def remove_subscriber(settings: Settings, email: str, slug: str) -> bool:
-    database = open_database(settings)
-    with database.session() as session:
-        changed = audience.remove_subscriber(session, list_row(session, settings, slug), email)
-    database.dispose()
-    return changed
+    with database_session(settings) as session:
+        return audience.remove_subscriber(session, list_row(session, settings, slug), email)
 
 
 def subscriber_rows(
     settings: Settings, slug: str, status: str | None = None
 ) -> list[audience.ListedSubscriber]:
-    database = open_database(settings)
-    try:
-        with database.session() as session:
-            return list(
-                audience.list_subscribers(session, list_row(session, settings, slug), status)
-            )
-    finally:
-        database.dispose()
+    with database_session(settings) as session:
+        return list(audience.list_subscribers(session, list_row(session, settings, slug), status))
 
 
 def subscriber_record(settings: Settings, email: str) -> dict[str, Any] | None:
-    database = open_database(settings)
-    try:
-        with database.session() as session:
-            return audience.record_of(session, email)
-    finally:
-        database.dispose()
+    with database_session(settings) as session:
+        return audience.record_of(session, email)
 
 
 def forget_subscriber(settings: Settings, email: str) -> bool:
@@ -440,13 +431,9 @@ class ListSummary:
 
 
 def list_summaries(settings: Settings) -> list[ListSummary]:
-    database = open_database(settings)
-    try:
-        with database.session() as session:
-            counts = audience.list_counts(session)
-            rows = {row.slug: row for row in session.exec(select(MailingList)).all()}
-    finally:
-        database.dispose()
+    with database_session(settings) as session:
+        counts = audience.list_counts(session)
+        rows = {row.slug: row for row in session.exec(select(MailingList)).all()}
     return [
         ListSummary(
             declared.slug,
@@ -475,8 +462,7 @@ def active_count(session: Session, mailing_list: MailingList) -> int:
 
 def pin_lead(settings: Settings, slug: str, guid: str) -> str:
     """Make a briefing the lead of the list's next digest; returns its title."""
-    database = open_database(settings)
-    with database.session() as session:
+    with database_session(settings) as session:
         mailing_list = list_row(session, settings, slug)
         briefing = session.exec(
             select(Briefing).where(Briefing.guid == guid).order_by(col(Briefing.id).desc())
@@ -493,9 +479,7 @@ def pin_lead(settings: Settings, slug: str, guid: str) -> str:
         pin.briefing_id = briefing.id
         session.add(pin)
         session.commit()
-        title = briefing.title
-    database.dispose()
-    return title
+        return briefing.title
 
 
 # -- preview ------------------------------------------------------------------------------------
@@ -524,23 +508,19 @@ class Draft:
 
 def draft(settings: Settings, slug: str) -> Draft | None:
     """What `send` would send now, built and rendered but not stored; None if nothing is new."""
-    database = open_database(settings)
-    try:
-        with database.session() as session:
-            mailing_list = list_row(session, settings, slug)
-            digest = pending_digest(session, mailing_list) or build_digest(
-                session, settings, mailing_list
-            )
-            if digest is None:
-                return None
-            rendered = _rendered(session, settings, digest)
-            view = digest_view(session, digest)
-            digest.html, digest.text = rendered.html, rendered.text
-            message = prepare_message(settings, digest, mailing_list)
-            session.rollback()
-            return Draft(view, rendered, message)
-    finally:
-        database.dispose()
+    with database_session(settings) as session:
+        mailing_list = list_row(session, settings, slug)
+        digest = pending_digest(session, mailing_list) or build_digest(
+            session, settings, mailing_list
+        )
+        if digest is None:
+            return None
+        rendered = _rendered(session, settings, digest)
+        view = digest_view(session, digest)
+        digest.html, digest.text = rendered.html, rendered.text
+        message = prepare_message(settings, digest, mailing_list)
+        session.rollback()
+        return Draft(view, rendered, message)
 
 
 def sample_recipient(settings: Settings, email: str = SAMPLE_EMAIL) -> Recipient:
@@ -832,12 +812,8 @@ def process_bounces(settings: Settings, path: Path | None) -> ProcessReport:
             )
         ca_file = (settings.folder / imap.ca_file).resolve() if imap.ca_file else None
         box = ImapBox(imap, ca_file)
-    database = open_database(settings)
-    try:
-        with database.session() as session:
-            return process_mailbox(session, settings, signing_key(settings), box)
-    finally:
-        database.dispose()
+    with database_session(settings) as session:
+        return process_mailbox(session, settings, signing_key(settings), box)
 
 
 @dataclass(frozen=True)
@@ -851,28 +827,24 @@ class BounceRow:
 
 
 def bounce_rows(settings: Settings, limit: int = 200) -> list[BounceRow]:
-    database = open_database(settings)
-    try:
-        with database.session() as session:
-            rows = session.exec(
-                select(Bounce, Subscriber)
-                .join(Subscriber, col(Subscriber.id) == Bounce.subscriber_id)
-                .order_by(col(Bounce.received_at).desc())
-                .limit(limit)
-            ).all()
-            return [
-                BounceRow(
-                    subscriber.email,
-                    bounce.kind,
-                    bounce.reason,
-                    bounce.status_code,
-                    bounce.action,
-                    bounce.received_at,
-                )
-                for bounce, subscriber in rows
-            ]
-    finally:
-        database.dispose()
+    with database_session(settings) as session:
+        rows = session.exec(
+            select(Bounce, Subscriber)
+            .join(Subscriber, col(Subscriber.id) == Bounce.subscriber_id)
+            .order_by(col(Bounce.received_at).desc())
+            .limit(limit)
+        ).all()
+        return [
+            BounceRow(
+                subscriber.email,
+                bounce.kind,
+                bounce.reason,
+                bounce.status_code,
+                bounce.action,
+                bounce.received_at,
+            )
+            for bounce, subscriber in rows
+        ]
 
 
 # -- status -------------------------------------------------------------------------------------
