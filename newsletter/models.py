@@ -112,6 +112,9 @@ class MailingList(SQLModel, table=True):
 
 
 class Subscriber(SQLModel, table=True):
+    # Ids are in signed links that live on in old mail: a forgotten reader's id is never reused.
+    __table_args__ = {"sqlite_autoincrement": True}
+
     id: int | None = Field(default=None, primary_key=True)
     email: str
     email_key: str = Field(unique=True)  # case-folded: Ada@ and ada@ are one subscriber

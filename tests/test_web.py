@@ -94,15 +94,46 @@ def test_one_click_post_unsubscribes_at_once_and_get_never_does(
     assert all("ada@" not in str(m["To"]) for m in later)
 
 
-def test_resubscribe_from_the_page(project: Project, client: TestClient) -> None:
+def test_resubscribe_from_the_page_and_only_from_it(project: Project, client: TestClient) -> None:
     publish(project)
-    path = unsubscribe_paths(project)["grace@example.com"]
-    client.post(path, **ONE_CLICK)  # type: ignore[arg-type]
-    token = path.rsplit("/", 1)[1]
-    back = client.post(f"/resubscribe/{token}")
+    paths = unsubscribe_paths(project)
+    done = client.post(paths["grace@example.com"], **ONE_CLICK)  # type: ignore[arg-type]
+    undo = re.search(r'action="(/resubscribe/[^"]+)"', done.text)
+    assert undo
+    back = client.post(undo.group(1))
     assert back.status_code == 200
     assert "subscribed to The Weekly Briefing again" in back.text
-    assert "Nothing to change" in client.post(f"/resubscribe/{token}").text
+    assert "Nothing to change" in client.post(undo.group(1)).text
+    assert (
+        '"consent": "weekly.csv:3"'
+        in project.cli("subscribers", "show", "grace@example.com").output
+    )
+    # The unsubscribe token from the mail is no undo token, and an editor's removal stays.
+    unsubscribe_token = paths["alan@example.com"].rsplit("/", 1)[1]
+    assert client.post(f"/resubscribe/{unsubscribe_token}").status_code == 400
+    project.cli("subscribers", "remove", "linus@example.com", "--list", "weekly")
+    linus = client.post(paths["linus@example.com"], **ONE_CLICK)  # type: ignore[arg-type]
+    linus_undo = re.search(r'action="(/resubscribe/[^"]+)"', linus.text)
+    assert linus_undo
+    assert "Nothing to change" in client.post(linus_undo.group(1)).text
+
+
+def test_the_server_refuses_what_it_must(project: Project, client: TestClient) -> None:
+    publish(project)
+    path = unsubscribe_paths(project)["ada@example.com"]
+    huge = client.post(path, content=b"x" * 100_000)
+    assert huge.status_code == 413
+    assert '"status": "active"' in project.cli("subscribers", "show", "ada@example.com").output
+    assert client.get("/archive/99999999999999999999999").status_code == 404
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404
+    assert missing.headers["x-content-type-options"] == "nosniff"
+    assert (
+        client.get(
+            "/archive/", follow_redirects=False, headers={"Host": "evil.example"}
+        ).status_code
+        == 404
+    )
 
 
 @pytest.mark.parametrize("route", ["/unsubscribe/{t}", "/confirm/{t}"])
@@ -130,6 +161,8 @@ def test_confirmation_link_activates_a_pending_subscription(
     project.cli("subscribers", "add", "new@example.com", "--list", "weekly")
     text = project.outbox()[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     path = urlsplit(re.search(r"https://\S+/confirm/\S+", text).group(0)).path  # type: ignore[union-attr]
+    assert client.head(path).status_code == 200  # a link checker's peek confirms nothing
+    assert "pending 1" in project.cli("lists").output
     first = client.get(path)
     assert first.status_code == 200
     assert "You are subscribed to The Weekly Briefing." in first.text

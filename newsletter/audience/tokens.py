@@ -138,6 +138,21 @@ def verify_unsubscribe_token(key: SigningKey, token: str) -> tuple[int, int]:
     return list_id, subscriber_id
 
 
+RESUBSCRIBE_MINUTES = 24 * 60
+
+
+def resubscribe_token(key: SigningKey, list_id: int, subscriber_id: int) -> str:
+    """Made when someone unsubscribes through a link: undoes just that, for a day."""
+    return key.sign("resubscribe", list_id, subscriber_id, int(time.time() // 60))
+
+
+def verify_resubscribe_token(key: SigningKey, token: str) -> tuple[int, int]:
+    list_id, subscriber_id, minute = key.verify("resubscribe", token, 3)
+    if int(time.time() // 60) - minute > RESUBSCRIBE_MINUTES:
+        raise BadToken("this link has expired")
+    return list_id, subscriber_id
+
+
 def unsubscribe_url(settings: Settings, key: SigningKey, list_id: int, subscriber_id: int) -> str:
     token = key.sign("unsubscribe", list_id, subscriber_id)
     return f"{settings.publication.base_url}/unsubscribe/{token}"

@@ -10,6 +10,7 @@ by the addresses the report names.
 
 from __future__ import annotations
 
+import hashlib
 import mailbox
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -114,22 +115,27 @@ def process_mailbox(
                 report.ignored += 1
                 box.move_to_processed(item_key)
                 continue
-            if _act(session, settings, key, parsed, _message_id(raw), report):
+            acted = _act(session, settings, key, parsed, _report_id(raw), report)
+            session.commit()  # recorded first: a crash may repeat a move, never lose a bounce
+            if acted:
                 box.move_to_processed(item_key)
             else:
                 report.unrecognized.append(item_key)
-            session.commit()
     finally:
         box.close()
     return report
 
 
-def _message_id(raw: bytes) -> str:
+def _report_id(raw: bytes) -> str:
+    """The returned mail's Message-ID, or a hash of it: the same report twice counts once."""
     head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
     for line in head.splitlines():
         if line.lower().startswith(b"message-id:"):
-            return line.split(b":", 1)[1].strip().decode("ascii", "replace")[:300]
-    return ""
+            found = line.split(b":", 1)[1].strip().decode("ascii", "replace")[:300]
+            if found:
+                return found
+    normalized = raw.replace(b"\r\n", b"\n").strip()
+    return "sha256:" + hashlib.sha256(normalized).hexdigest()
 
 
 def _verp(settings: Settings, key: SigningKey, parsed: Report) -> tuple[int, int] | None:

@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -70,19 +73,24 @@ def create_app(settings: Settings) -> Starlette:
         return wrapped
 
     async def unsubscribe_page(request: Request, token: str) -> Response:
-        list_name = backend.list_for_unsubscribe(token)
+        list_name = await run_in_threadpool(backend.list_for_unsubscribe, token)
         return page("unsubscribe.html.j2", list_name=list_name, action=request.url.path)
 
     async def unsubscribe_now(request: Request, token: str) -> Response:
-        body = (await request.body()).decode("utf-8", "replace")
+        await run_in_threadpool(backend.list_for_unsubscribe, token)  # a bad link reads nothing
+        body = await _small_body(request)
+        if body is None:
+            return PlainTextResponse("request body too large", status_code=413)
         one_click = "List-Unsubscribe=One-Click" in body
-        list_name = backend.unsubscribe(token, origin="one-click" if one_click else "web")
+        list_name, undo = await run_in_threadpool(
+            lambda: backend.unsubscribe(token, origin="one-click" if one_click else "web")
+        )
         return page(
-            "unsubscribed.html.j2", list_name=list_name, resubscribe_action=f"/resubscribe/{token}"
+            "unsubscribed.html.j2", list_name=list_name, resubscribe_action=f"/resubscribe/{undo}"
         )
 
     async def resubscribe(request: Request, token: str) -> Response:
-        list_name, changed = backend.resubscribe(token)
+        list_name, changed = await run_in_threadpool(backend.resubscribe, token)
         if changed:
             return message(
                 f"You are subscribed to {list_name} again.",
@@ -94,7 +102,9 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     async def confirm(request: Request, token: str) -> Response:
-        list_name, changed = backend.confirm(token)
+        if request.method == "HEAD":  # link checkers peek with HEAD: confirm nothing
+            return Response(status_code=200, headers=PRIVATE)
+        list_name, changed = await run_in_threadpool(backend.confirm, token)
         heading = (
             f"You are subscribed to {list_name}."
             if changed
@@ -112,12 +122,12 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     async def archive(request: Request) -> Response:
-        return page(
-            "archive.html.j2", private=False, entries=backend.archive(), feed_url="/archive.xml"
-        )
+        entries = await run_in_threadpool(backend.archive)
+        return page("archive.html.j2", private=False, entries=entries, feed_url="/archive.xml")
 
     async def edition(request: Request) -> Response:
-        html = backend.edition(int(request.path_params["digest_id"]))
+        digest_id = int(request.path_params["digest_id"])
+        html = await run_in_threadpool(backend.edition, digest_id) if digest_id < 2**31 else None
         if html is None:
             return message(
                 "No such issue",
@@ -129,17 +139,21 @@ def create_app(settings: Settings) -> Starlette:
         return HTMLResponse(html, headers=SECURITY_HEADERS)
 
     async def atom(request: Request) -> Response:
-        return Response(backend.atom(), media_type="application/atom+xml; charset=utf-8")
+        feed = await run_in_threadpool(backend.atom)
+        return Response(feed, media_type="application/atom+xml; charset=utf-8")
 
     async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok" if backend.healthy() else "database unavailable")
+        if await run_in_threadpool(backend.healthy):
+            return PlainTextResponse("ok")
+        return PlainTextResponse("database unavailable", status_code=503)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         backend.close()
 
-    return Starlette(
+    application = Starlette(
+        middleware=[Middleware(_SecurityHeaders)],
         routes=[
             Route("/unsubscribe", unsubscribe_help, methods=["GET"]),
             Route("/unsubscribe/{token}", tokened(unsubscribe_page), methods=["GET"]),
@@ -153,6 +167,31 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    application.router.redirect_slashes = False  # no redirects built from a client's Host
+    return application
+
+
+async def _small_body(request: Request, limit: int = 4096) -> str | None:
+    """The request body if it is at most `limit` bytes; None (refuse) for anything bigger."""
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > limit:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body.decode("utf-8", "replace")
+
+
+class _SecurityHeaders(BaseHTTPMiddleware):
+    """The security headers on every answer, errors included."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
 
 def serve(settings: Settings, host: str, port: int) -> None:

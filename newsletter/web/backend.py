@@ -7,10 +7,17 @@ from datetime import datetime
 from html import escape
 from xml.sax.saxutils import escape as xml_escape
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
 from newsletter.audience import subscribers as audience
-from newsletter.audience.tokens import BadToken, signing_key, verify_unsubscribe_token
+from newsletter.audience.tokens import (
+    BadToken,
+    resubscribe_token,
+    signing_key,
+    verify_resubscribe_token,
+    verify_unsubscribe_token,
+)
 from newsletter.config import Settings
 from newsletter.digest.builder import digest_view
 from newsletter.models import (
@@ -26,6 +33,8 @@ from newsletter.models import (
 from newsletter.personalize import Markers, Recipient
 from newsletter.pipeline import confirm_subscription_in, open_database
 from newsletter.render.templating import archive_url, render_digest
+
+UNSUBSCRIBE_LINK = "unsubscribe link"
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,8 @@ class WebBackend:
         list_id, _ = verify_unsubscribe_token(self.key, token)
         return self._list_name(list_id)
 
-    def unsubscribe(self, token: str, *, origin: str) -> str:
-        """Unsubscribe at once; repeating it is harmless. Returns the list's name."""
+    def unsubscribe(self, token: str, *, origin: str) -> tuple[str, str]:
+        """Unsubscribe at once; repeating it is harmless. (list name, a short-lived undo token)."""
         list_id, subscriber_id = verify_unsubscribe_token(self.key, token)
         name = self._list_name(list_id)
         with self.database.session() as session:
@@ -69,13 +78,16 @@ class WebBackend:
                 list_id,
                 subscriber_id,
                 origin=origin,
-                reason=f"unsubscribe link ({origin})",
+                reason=f"{UNSUBSCRIBE_LINK} ({origin})",
             )
-        return name
+        return name, resubscribe_token(self.key, list_id, subscriber_id)
 
     def resubscribe(self, token: str) -> tuple[str, bool]:
-        """Undo an unsubscribe from the page right after it; never revives a bounce or forget."""
-        list_id, subscriber_id = verify_unsubscribe_token(self.key, token)
+        """Undo an unsubscribe made through a link, within a day, from the page that followed.
+
+        Never revives an unsubscribe an editor made, a bounce, a complaint or a forget.
+        """
+        list_id, subscriber_id = verify_resubscribe_token(self.key, token)
         name = self._list_name(list_id)
         with self.database.session() as session:
             subscription = session.get(Subscription, (list_id, subscriber_id))
@@ -85,14 +97,12 @@ class WebBackend:
                 or subscriber is None
                 or subscriber.status != SubscriberStatus.ACTIVE
                 or subscription.status != SubscriptionStatus.UNSUBSCRIBED
+                or not subscription.unsubscribe_reason.startswith(UNSUBSCRIBE_LINK)
             ):
                 return name, False
             subscription.status = SubscriptionStatus.ACTIVE
             subscription.updated_at = utcnow()
-            subscription.origin, subscription.consent = (
-                "web",
-                "resubscribed from the unsubscribe page",
-            )
+            subscription.origin = "web (undid an unsubscribe)"  # the consent record stays
             subscription.unsubscribed_at, subscription.unsubscribe_reason = None, ""
             session.add(subscription)
             session.commit()
@@ -156,6 +166,9 @@ class WebBackend:
         )
 
     def healthy(self) -> bool:
-        with self.database.session() as session:
-            session.exec(select(MailingList.id).limit(1)).all()
+        try:
+            with self.database.session() as session:
+                session.exec(select(MailingList.id).limit(1)).all()
+        except SQLAlchemyError:
+            return False
         return True
