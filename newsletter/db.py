@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -112,9 +113,19 @@ def _sqlite_time(value: Any) -> Any:
 
 def compact_after_erasure(engine: Engine) -> None:
     """Fold the write-ahead log into the file and empty it: old page images go with it."""
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name != "sqlite":
+        return
+    for _ in range(50):  # a reader in another process (newsletter serve) may hold it a moment
         with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").scalar()
+        if not busy:
+            return
+        time.sleep(0.1)
+    raise DatabaseError(
+        "the erased data is gone from the database but still in its write-ahead log, which "
+        "another process keeps open",
+        hint="stop `newsletter serve` a moment and run the same forget again to finish",
+    )
 
 
 class Database:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from email.utils import getaddresses
 from pathlib import Path
 
@@ -105,6 +106,9 @@ def test_forget_leaves_no_trace_of_the_address_in_the_database_files(project: Pr
     project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
     project.cli("fetch")
     project.cli("send", "--list", "weekly", "--yes")
+    # Another process keeps the database open meanwhile, as `newsletter serve` would.
+    other = sqlite3.connect(project.folder / "newsletter.db")
+    other.execute("SELECT count(*) FROM subscriber").fetchall()
     assert "erased" in project.cli("subscribers", "forget", "margaret@example.com", "--yes").output
     files = list(project.folder.glob("newsletter.db*"))
     assert files
@@ -112,6 +116,7 @@ def test_forget_leaves_no_trace_of_the_address_in_the_database_files(project: Pr
         data = path.read_bytes()
         assert b"margaret@example.com" not in data, path
         assert b"Margaret Hamilton" not in data, path
+    other.close()
     assert (
         "Nothing is stored"
         in project.cli("subscribers", "show", "margaret@example.com", expect=1).output
@@ -153,3 +158,49 @@ def test_send_refuses_without_a_key_unless_the_config_allows_a_development_key(
     project.update("security", allow_development_key=True)
     assert "6 sent" in project.cli("send", "--list", "weekly", "--yes").output
     assert (project.folder / "newsletter.secret").stat().st_mode & 0o077 == 0
+
+
+def test_status_filters_long_names_bad_csv_and_spreadsheet_formulas(project: Project) -> None:
+    long_name = "N" * 5000
+    path = write(
+        project,
+        "odd.csv",
+        f'email,name,note\nada@example.com,{long_name},=HYPERLINK("x")\n'
+        "bob@example.com,\"=cmd|' /C calc'!A0\",\n",
+    )
+    project.cli("subscribers", "import", path, "--list", "weekly")
+    database = Database(load_settings(project.config_path))
+    with database.session() as session:
+        ada = session.exec(select(Subscriber).where(Subscriber.email == "ada@example.com")).one()
+        assert len(ada.name) == 200
+        ada.status = SubscriberStatus.BOUNCED
+        session.add(ada)
+        session.commit()
+    database.dispose()
+    bounced = project.cli("subscribers", "list", "--list", "weekly", "--status", "bounced")
+    assert bounced.output.startswith("ada@example.com")
+    assert "1 subscriber(s)" in bounced.output
+    active = project.cli("subscribers", "list", "--list", "weekly", "--status", "active").output
+    assert "ada@" not in active
+    assert (
+        "no status 'bogus'"
+        in project.cli(
+            "subscribers", "list", "--list", "weekly", "--status", "bogus", expect=1
+        ).output
+    )
+    exported = project.cli("subscribers", "export", "--list", "weekly").output
+    assert "'=HYPERLINK" in exported
+    assert "'=cmd|" in exported
+    broken = write(project, "broken.csv", 'email,name\n"ada@example.com,"' + "x" * 200_000 + "\n")
+    assert (
+        "not readable as CSV"
+        in project.cli("subscribers", "import", broken, "--list", "weekly", expect=1).output
+    )
+
+
+def test_adding_a_pending_reader_again_sends_a_fresh_link(project: Project) -> None:
+    double_opt_in(project)
+    project.cli("subscribers", "add", "new@example.com", "--list", "weekly")
+    again = project.cli("subscribers", "add", "NEW@example.com", "--list", "weekly")
+    assert "pending: a confirmation mail went out" in again.output
+    assert len(project.outbox()) == 2

@@ -48,6 +48,8 @@ __all__ = ["AddressError", "ImportReport", "import_subscribers", "subscribe"]
 
 T = TypeVar("T")
 _CHUNK = 500  # keys per IN (...) query: far below every database's parameter limit
+MAX_NAME = 200  # characters: a name goes into the To: header of every message
+MAX_ATTRIBUTE = 1000
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
@@ -121,9 +123,15 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
         for index, name in enumerate(header)
         if index not in (email_at, name_at) and name
     ]
-    records = [
-        (reader.line_num, values) for values in reader if any(value.strip() for value in values)
-    ]
+    try:
+        records = [
+            (reader.line_num, values) for values in reader if any(value.strip() for value in values)
+        ]
+    except csv.Error as exc:
+        raise ImportFileError(
+            f"{path}:{reader.line_num}: not readable as CSV: {exc}",
+            hint="check the quotes on that line",
+        ) from None
     raws = [values[email_at] if email_at < len(values) else "" for _, values in records]
     rows: dict[str, Row] = {}
     problems: list[str] = []
@@ -136,9 +144,13 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
             )
             problems.append(f"{path}:{line}: {problem}")
             continue
-        name = single_line(values[name_at]) if name_at is not None and name_at < len(values) else ""
+        name = (
+            single_line(values[name_at])[:MAX_NAME]
+            if name_at is not None and name_at < len(values)
+            else ""
+        )
         attributes = {
-            name_: single_line(values[index])
+            name_: single_line(values[index])[:MAX_ATTRIBUTE]
             for index, name_ in extra
             if index < len(values) and values[index].strip()
         }
@@ -363,7 +375,7 @@ def subscribe(
         subscriber = Subscriber(
             email=normalized,
             email_key=email_key(normalized),
-            name=single_line(name),
+            name=single_line(name)[:MAX_NAME],
             created_at=now,
             updated_at=now,
         )
@@ -377,6 +389,8 @@ def subscribe(
     if subscription is not None:
         if subscription.status == SubscriptionStatus.UNSUBSCRIBED:
             return "suppressed", subscriber
+        if subscription.status == SubscriptionStatus.PENDING:
+            return "pending", subscriber  # adding again sends a fresh confirmation link
         return "unchanged", subscriber
     status = SubscriptionStatus.PENDING if double_opt_in else SubscriptionStatus.ACTIVE
     session.add(
@@ -454,22 +468,28 @@ class ListedSubscriber:
     attributes: dict[str, str]
 
 
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+
+
 def list_subscribers(
     session: Session, mailing_list: MailingList, status: str | None = None
 ) -> Iterator[ListedSubscriber]:
-    """Everyone on a list, in the order they joined; streamed, so it works for any size."""
+    """Everyone on a list in the order they joined, with the status that counts: a bounced or
+    complained person is that on every list, whatever their subscription says."""
+    if status is not None and status not in STATUSES:
+        raise AddressError(f"no status {status!r}", hint=f"use one of {', '.join(STATUSES)}")
     query = (
         select(Subscriber, Subscription)
         .join(Subscription, col(Subscription.subscriber_id) == Subscriber.id)
         .where(Subscription.list_id == mailing_list.id)
         .order_by(col(Subscriber.id))
     )
-    if status:
-        query = query.where(Subscription.status == status)
     for subscriber, subscription in session.exec(query.execution_options(yield_per=1000)):
         effective = subscription.status
         if subscriber.status != SubscriberStatus.ACTIVE:
             effective = subscriber.status
+        if status is not None and effective != status:
+            continue
         yield ListedSubscriber(
             subscriber.email,
             subscriber.name,
@@ -478,6 +498,14 @@ def list_subscribers(
             subscription.consent,
             subscriber.attributes or {},
         )
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str) -> str:
+    """A spreadsheet must not run what a subscriber typed as their name (CSV injection)."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def export_csv(rows: Iterable[ListedSubscriber]) -> Iterator[str]:
@@ -491,11 +519,11 @@ def export_csv(rows: Iterable[ListedSubscriber]) -> Iterator[str]:
         writer.writerow(
             [
                 row.email,
-                row.name,
+                _cell(row.name),
                 row.status,
                 row.since,
                 row.consent,
-                *(row.attributes.get(key, "") for key in extra),
+                *(_cell(row.attributes.get(key, "")) for key in extra),
             ]
         )
     yield buffer.getvalue()
