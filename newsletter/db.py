@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -9,7 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, inspect
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, event, inspect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -61,28 +66,53 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(MIGRATIONS))
+
+
 def create_schema(engine: Engine) -> None:
+    """Create the schema, or upgrade it to the newest migration; data is always kept."""
     try:
-        SQLModel.metadata.create_all(engine)
-        missing = _missing_columns(engine)
+        with engine.begin() as connection:
+            _migrate(connection)
     except OperationalError as exc:
         raise DatabaseError(
-            f"cannot create the database schema at {engine.url!r}: {exc.orig}",
+            f"cannot create or upgrade the database schema at {engine.url!r}: {exc.orig}",
             hint="check [database] url in config.toml and that its folder is writable",
         ) from None
-    if missing:
-        raise DatabaseError(
-            f"the database at {engine.url!r} was made by an older version of newsletter "
-            f"(it lacks {', '.join(missing[:3])})",
-            hint="schema upgrades are not automatic yet: keep a copy of the file and start a "
-            "new database, or run the version that made it",
-        )
 
 
-def _missing_columns(engine: Engine) -> list[str]:
-    inspector = inspect(engine)
+def _migrate(connection: Connection) -> None:
+    head = _scripts().get_current_head()
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current == head:
+        return
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    if current is None and inspect(connection).has_table("delivery"):
+        # Made before migrations existed: take it as the baseline if it matches the models.
+        missing = _missing_columns(connection)
+        if missing:
+            raise DatabaseError(
+                f"the database at {connection.engine.url!r} was made by an unreleased version "
+                f"of newsletter (it lacks {', '.join(missing[:3])})",
+                hint="keep a copy of the file and start a new database",
+            )
+        command.stamp(config, "0001")
+    command.upgrade(config, "head")
+
+
+def _missing_columns(connection: Connection) -> list[str]:
+    inspector = inspect(connection)
     missing = []
     for table in SQLModel.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
         present = {column["name"] for column in inspector.get_columns(table.name)}
         missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in present]
     return missing

@@ -1,0 +1,1 @@
+"""Schema migrations (Alembic). `newsletter init` and every command upgrade a database to head."""
