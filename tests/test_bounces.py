@@ -229,3 +229,21 @@ def test_bounces_from_a_real_imap_folder(project: Project, monkeypatch: pytest.M
         refused = project.cli("bounces", "process", "--imap", expect=1).output
         assert "refused us" in refused
     assert "bounced 1" in project.cli("lists").output
+
+
+def test_with_verp_a_bounce_without_a_signed_return_path_changes_nothing(
+    project: Project, tmp_path: Path
+) -> None:
+    project.update("publication", bounce_domain="bounces.signaldesk.example")
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    box = mailbox.Maildir(tmp_path / "returns", create=True)
+    box.add(
+        verp_dsn(
+            "bounces+forged@bounces.signaldesk.example", "ada@example.com", "5.1.1", "User unknown"
+        )
+    )
+    box.add(verp_dsn("briefings@signaldesk.example", "ada@example.com", "5.1.1", "User unknown"))
+    output = project.cli("bounces", "process", str(tmp_path / "returns")).output
+    assert "0 hard" in output
+    assert "2 message(s) named no subscriber" in output
+    assert "active 6" in project.cli("lists").output

@@ -163,6 +163,11 @@ def _act(
 ) -> bool:
     """Record and act on one report; False when it names no subscriber of ours."""
     verp = _verp(settings, key, parsed)
+    if verp is None and settings.publication.bounce_domain and parsed.kind == "bounce":
+        # Every message we send has a signed return path: a bounce without one is not to our
+        # mail, and anyone could write it to get an address suppressed. Complaints (feedback
+        # loops) come to another address and are still matched by the reader's address.
+        return False
     targets: list[tuple[Subscriber, Recipient, int | None]] = []
     if verp is not None:
         subscriber = session.get(Subscriber, verp[1])
