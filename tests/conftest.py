@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import tomllib
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -105,7 +108,7 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
     for name in ("config.toml",):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "samples", tmp_path / "samples")
@@ -113,7 +116,42 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-0123456789abcdef0123456789")
-    return Project(tmp_path)
+    with test_database() as url:
+        if url:
+            project = Project(tmp_path)
+            project.update("database", url=url)
+        yield Project(tmp_path)
+
+
+POSTGRES_ENV = "NEWSLETTER_TEST_POSTGRES"  # e.g. postgresql+psycopg://postgres@127.0.0.1:5432
+
+
+def on_postgres() -> bool:
+    return bool(os.environ.get(POSTGRES_ENV))
+
+
+@contextmanager
+def test_database() -> Iterator[str | None]:
+    """With NEWSLETTER_TEST_POSTGRES set, a fresh PostgreSQL database per test; else SQLite."""
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        yield None
+        return
+    import sqlalchemy
+
+    name = f"nl_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+sqlite_only = pytest.mark.skipif(on_postgres(), reason="about SQLite's own files")
 
 
 @dataclass

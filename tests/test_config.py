@@ -11,7 +11,7 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.errors import ConfigError
-from tests.conftest import ROOT, Project
+from tests.conftest import ROOT, Project, sqlite_only
 
 
 def test_shipped_config_loads_with_contract_keys() -> None:
@@ -84,6 +84,7 @@ def test_cli_reports_config_errors_in_one_line_without_traceback(project: Projec
     assert "config.toml: [smtp] port" in lines[0]
 
 
+@sqlite_only
 def test_config_from_environment_variable(project: Project, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -14,7 +14,7 @@ from sqlmodel import select
 from newsletter.config import load_settings
 from newsletter.db import Database
 from newsletter.models import Subscriber, SubscriberStatus
-from tests.conftest import Project
+from tests.conftest import Project, sqlite_only
 
 
 def write(project: Project, name: str, text: str) -> str:
@@ -102,6 +102,7 @@ def test_nobody_who_left_is_re_added_by_an_import(project: Project) -> None:
     assert sorted(recipients(project)) == ["linus@example.com", "margaret@example.com"]
 
 
+@sqlite_only
 def test_forget_leaves_no_trace_of_the_address_in_the_database_files(project: Project) -> None:
     project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
     project.cli("fetch")

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 from newsletter.audience.tokens import SigningKey
-from tests.conftest import ROOT, Project, SmtpServer
+from tests.conftest import ROOT, Project, SmtpServer, sqlite_only
 
 SAMPLE_SUBSCRIBERS = 6
 SAMPLE_STORIES = 14  # 15 briefings; two outlets' takes on one story are merged into one item
@@ -230,6 +230,7 @@ def test_an_editor_changes_the_template_beside_config(project: Project) -> None:
     assert "This week's lead" in (project.folder / "p" / "digest.html").read_text()
 
 
+@sqlite_only
 def test_a_database_from_before_migrations_is_a_clear_error(project: Project) -> None:
     project.cli("init")
     database = sqlite3.connect(project.folder / "newsletter.db")

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel, create_engine
 
 from newsletter.db import _scripts, create_schema
-from tests.conftest import Project
+from tests.conftest import Project, sqlite_only
 
 
 def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
@@ -24,6 +24,7 @@ def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
     engine.dispose()
 
 
+@sqlite_only
 def test_a_database_made_before_migrations_is_adopted_with_its_data(project: Project) -> None:
     project.cli("fetch")
     project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
