@@ -378,6 +378,16 @@ def send(
         str | None,
         typer.Option("--to", help="Send one test copy to this address only (no ledger)."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Sender processes sharing the ledger (PostgreSQL); on SQLite, one "
+            "process with that many times the connections.",
+        ),
+    ] = 1,
 ) -> None:
     """Build the list's digest if none is pending and send it to every active subscriber once.
 
@@ -423,6 +433,7 @@ def send(
                 stop=stop,
                 on_start=started,
                 progress=lambda o: _advance(progress, task, o),
+                workers=workers,
             )
         )
     summary = report.summary
@@ -511,6 +522,24 @@ def bounces_list(ctx: typer.Context) -> None:
             f"{row.reason}  -> {row.action}"
         )
     out.print(f"{len(rows)} bounce(s).")
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    list_slug: Annotated[
+        str | None, typer.Option("--list", "-l", help="Only this list's sends.")
+    ] = None,
+) -> None:
+    """Join every send in progress (on any machine with the same config and database)."""
+    settings = _settings(ctx)
+    with _graceful_stop() as stop:
+        summary = _run(lambda: pipeline.work(settings, list_slug, stop=stop))
+    out.print(
+        f"Worker done: {summary.sent} sent, {summary.failed} failed, {summary.deferred} deferred."
+    )
+    if summary.stopped_early:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -6,6 +6,8 @@ import getpass
 import multiprocessing
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -654,8 +656,12 @@ def send(
     on_start: Callable[[SendReport], None] | None = None,
     stop: threading.Event | None = None,
     retry: RetryPolicy | None = None,
+    workers: int = 1,
 ) -> SendReport:
     """Retry earlier deferrals, then build the digest if none is pending and deliver it once.
+
+    With `workers` > 1 on PostgreSQL, that many processes share the ledger (this one and
+    `newsletter worker` children); on SQLite, one process uses that many times the connections.
 
     A new digest is only built when the list has active subscribers: otherwise its briefings
     wait for the next send instead of being used up on nobody.
@@ -711,34 +717,131 @@ def send(
             return report
         if on_start:
             on_start(report)
-        factory, concurrency = transport_factory(settings)
-        signer = dkim_signer(settings)
-        limiter = RateLimiter(
-            settings.smtp.rate_per_second if settings.delivery.transport == "smtp" else 0
-        )
-        for digest_id, message in jobs:
-            report.summary.add(
-                Dispatcher(
-                    database,
-                    digest_id,
-                    list_id,
-                    message,
-                    envelope_sender=envelope_sender(settings, key, digest_id),
-                    transport_factory=factory,
-                    recipient=lambda subscriber: recipient_for(settings, key, list_id, subscriber),
-                    concurrency=concurrency,
-                    retry=retry or retry_policy(settings),
-                    progress=progress,
-                    stop=stop,
-                    signer=signer.sign if signer else None,
-                    rate_limiter=limiter,
-                ).run()
-            )
-            if stop is not None and stop.is_set():
-                break
+        children = []
+        if workers > 1 and database.engine.dialect.name == "postgresql":
+            children = [start_worker(settings, slug) for _ in range(workers - 1)]
+            workers = 1
+        try:
+            for digest_id, message in jobs:
+                report.summary.add(
+                    dispatcher(
+                        settings,
+                        database,
+                        key,
+                        digest_id,
+                        list_id,
+                        message,
+                        retry=retry,
+                        progress=progress,
+                        stop=stop,
+                        concurrency_factor=workers,
+                    ).run()
+                )
+                if stop is not None and stop.is_set():
+                    break
+        finally:
+            for child in children:
+                child.wait()
+        if children:
+            # Every process sent its share: the ledger holds the totals.
+            with database.session() as session:
+                report.summary = summary_from_ledger(
+                    session, [d for d, _ in jobs], report.summary.stopped_early
+                )
         return report
     finally:
         database.dispose()
+
+
+def dispatcher(
+    settings: Settings,
+    database: Database,
+    key: SigningKey,
+    digest_id: int,
+    list_id: int,
+    message: PreparedMessage,
+    *,
+    retry: RetryPolicy | None = None,
+    progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    concurrency_factor: int = 1,
+) -> Dispatcher:
+    factory, concurrency = transport_factory(settings)
+    signer = dkim_signer(settings)
+    limiter = RateLimiter(
+        settings.smtp.rate_per_second if settings.delivery.transport == "smtp" else 0
+    )
+    return Dispatcher(
+        database,
+        digest_id,
+        list_id,
+        message,
+        envelope_sender=envelope_sender(settings, key, digest_id),
+        transport_factory=factory,
+        recipient=lambda subscriber: recipient_for(settings, key, list_id, subscriber),
+        concurrency=concurrency * concurrency_factor,
+        retry=retry or retry_policy(settings),
+        progress=progress,
+        stop=stop,
+        signer=signer.sign if signer else None,
+        rate_limiter=limiter,
+    )
+
+
+def start_worker(settings: Settings, slug: str | None = None) -> subprocess.Popen[bytes]:
+    """A `newsletter worker` process with the same config, joining the sends in progress."""
+    command = [sys.executable, "-m", "newsletter", "--config", str(settings.path), "worker"]
+    if slug:
+        command += ["--list", slug]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: S603 (our own CLI)
+
+
+def summary_from_ledger(
+    session: Session, digest_ids: list[int], stopped_early: bool
+) -> SendSummary:
+    totals = SendSummary(stopped_early=stopped_early)
+    for digest_id in digest_ids:
+        counts = ledger_counts(session, digest_id)
+        totals.sent += counts.get(DeliveryStatus.SENT, 0)
+        totals.failed += counts.get(DeliveryStatus.FAILED, 0)
+        totals.deferred += counts.get(DeliveryStatus.DEFERRED, 0)
+    return totals
+
+
+def work(
+    settings: Settings, slug: str | None = None, *, stop: threading.Event | None = None
+) -> SendSummary:
+    """Join every send in progress (of one list, or all) until none has work left."""
+    key = signing_key(settings, for_mail=True)
+    database = open_database(settings)
+    summary = SendSummary()
+    try:
+        with database.session() as session:
+            query = (
+                select(Digest, MailingList)
+                .join(MailingList)
+                .where(Digest.status == DigestStatus.SENDING)
+                .order_by(col(Digest.id))
+            )
+            if slug:
+                query = query.where(MailingList.slug == slug)
+            jobs = [
+                (
+                    digest.id or 0,
+                    mailing_list.id or 0,
+                    prepare_message(settings, digest, mailing_list),
+                )
+                for digest, mailing_list in session.exec(query).all()
+            ]
+        for digest_id, list_id, message in jobs:
+            summary.add(
+                dispatcher(settings, database, key, digest_id, list_id, message, stop=stop).run()
+            )
+            if stop is not None and stop.is_set():
+                break
+    finally:
+        database.dispose()
+    return summary
 
 
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -364,6 +365,19 @@ class Dispatcher:
         session.commit()
         return outcome
 
+    def _renew_claims(self, session: Session) -> None:
+        """Keep our claims fresh while we work, so no other worker takes them over."""
+        session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status) == DeliveryStatus.SENDING,
+                col(Delivery.claimed_by) == self.owner,
+            )
+            .values(claimed_at=utcnow())
+        )
+        session.commit()
+
     def _release(self, session: Session, subscriber_ids: list[int]) -> None:
         """Give back claims we will not send (stopping), so a rerun need not wait for the lease."""
         if subscriber_ids:
@@ -426,11 +440,16 @@ class Dispatcher:
         in_flight: dict[Future[tuple[DeliveryRefused | None, str]], Reader] = {}
         backlog: list[Reader] = []
         fatal: TransportError | None = None
+        renewed = time.monotonic()
         try:
             while True:
+                if time.monotonic() - renewed > self.retry.lease_seconds / 3:
+                    self._renew_claims(session)
+                    renewed = time.monotonic()
                 if not self.stop.is_set() and fatal is None:
                     if not backlog:
-                        backlog = self._claim(session, max(100, self.concurrency * 10))
+                        # small batches, so that workers sharing a ledger share the work
+                        backlog = self._claim(session, self.concurrency * 10)
                     while backlog and len(in_flight) < self.concurrency * 2:
                         subscriber = backlog.pop(0)
                         in_flight[pool.submit(self._send_one, subscriber)] = subscriber
