@@ -263,6 +263,20 @@ def smtp_project(project: Project, smtp_server: SmtpServer) -> Project:
     return project
 
 
+def many_readers(
+    project: Project, server: SmtpServer, *, readers: int, concurrency: int, lease: float
+) -> None:
+    """A list of `readers` subscribers, a fetched feed and a slow relay (about 20 msg/s a
+    connection): the set-up of the tests that stop or kill senders part-way."""
+    rows = "\n".join(f"reader{n:03}@example.com,Reader {n}" for n in range(readers))
+    (project.folder / "many.csv").write_text(f"email,name\n{rows}\n")
+    project.update("smtp", concurrency=concurrency)
+    project.update("delivery", claim_lease_seconds=lease)
+    project.cli("fetch")
+    project.cli("subscribers", "import", "many.csv", "--list", "weekly")
+    server.handler.data_delay = 0.05
+
+
 Factory = Callable[..., Any]
 
 

@@ -10,20 +10,14 @@ import sys
 import time
 from collections import Counter
 
-from tests.conftest import Project, SmtpServer
+from tests.conftest import Project, SmtpServer, many_readers
 
 READERS = 60
 CONCURRENCY = 3
 
 
 def prepare(project: Project, server: SmtpServer) -> None:
-    rows = "\n".join(f"reader{n:03}@example.com,Reader {n}" for n in range(READERS))
-    (project.folder / "many.csv").write_text(f"email,name\n{rows}\n")
-    project.update("smtp", concurrency=CONCURRENCY)
-    project.update("delivery", claim_lease_seconds=1)
-    project.cli("fetch")
-    project.cli("subscribers", "import", "many.csv", "--list", "weekly")
-    server.handler.data_delay = 0.05  # a slow relay: about 60 messages a second
+    many_readers(project, server, readers=READERS, concurrency=CONCURRENCY, lease=1)
 
 
 def start_send(project: Project) -> subprocess.Popen[str]:

@@ -18,20 +18,14 @@ import pytest
 
 from newsletter import pipeline
 from newsletter.config import load_settings
-from tests.conftest import Project, SmtpServer, on_postgres
+from tests.conftest import Project, SmtpServer, many_readers, on_postgres
 
 READERS = 80
 CONCURRENCY = 2
 
 
 def prepare(project: Project, server: SmtpServer) -> None:
-    rows = "\n".join(f"reader{n:03}@example.com,Reader {n}" for n in range(READERS))
-    (project.folder / "many.csv").write_text(f"email,name\n{rows}\n")
-    project.update("smtp", concurrency=CONCURRENCY)
-    project.update("delivery", claim_lease_seconds=2)
-    project.cli("fetch")
-    project.cli("subscribers", "import", "many.csv", "--list", "weekly")
-    server.handler.data_delay = 0.05
+    many_readers(project, server, readers=READERS, concurrency=CONCURRENCY, lease=2)
 
 
 def delivered(server: SmtpServer) -> Counter[str]:
