@@ -88,7 +88,11 @@ def run(server: str, workers: int, readers: int, port: int) -> float:
             data = tomllib.loads((ROOT / "config.toml").read_text())
             data["database"] = {"url": f"{server}/{name}"}
             data["delivery"] = {"transport": "smtp", "claim_lease_seconds": 30}
-            data["smtp"] = {"host": "127.0.0.1", "port": port, "concurrency": 4}
+            data["smtp"] = {
+                "host": "127.0.0.1",
+                "port": port,
+                "concurrency": int(os.environ.get("BENCH_CONNECTIONS", "4")),
+            }
             data["feeds"] = [{"name": "sample", "url": str(ROOT / "samples" / "briefings.xml")}]
             (work / "config.toml").write_text(dump_toml(data))
             rows = "\n".join(f"reader{n}@example.com,Reader {n}" for n in range(readers))
@@ -128,7 +132,8 @@ def main() -> None:
     os.environ.setdefault("NEWSLETTER_SECRET_KEY", "bench-key-0123456789abcdef")
     port = free_port()
     with LatencySink(port):
-        times = {workers: run(server, workers, readers, port) for workers in (1, 2, 4)}
+        counts = [int(n) for n in os.environ.get("BENCH_WORKERS", "1,2,4").split(",")]
+        times = {workers: run(server, workers, readers, port) for workers in counts}
     print("| workers (4 connections each) | time | rate | vs one worker |")
     print("|---|---|---|---|")
     for workers, seconds in times.items():

@@ -256,12 +256,14 @@ class Dispatcher:
         )
         if self.database.engine.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
+        # A CTE, so the locked rows are chosen once; "IN (subquery)" may be run again per row.
+        picked = due.cte("picked")
         claimed = (
             session.execute(
                 update(Delivery)
                 .where(
                     col(Delivery.digest_id) == self.digest_id,
-                    col(Delivery.subscriber_id).in_(due.scalar_subquery()),
+                    col(Delivery.subscriber_id) == picked.c.subscriber_id,
                     col(Delivery.status) == DeliveryStatus.QUEUED,
                 )
                 .values(status=DeliveryStatus.SENDING, claimed_by=self.owner, claimed_at=now)
@@ -282,9 +284,12 @@ class Dispatcher:
 
     def _next_wake(self, session: Session) -> datetime | None:
         """When a queued retry falls due or someone else's claim expires; None when all is done."""
+        # Readers who left are not waited for: _finish marks their rows skipped.
         retry_at = session.exec(
             select(func.min(Delivery.next_attempt_at)).where(
-                Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.QUEUED
+                Delivery.digest_id == self.digest_id,
+                Delivery.status == DeliveryStatus.QUEUED,
+                self._still_subscribed(),
             )
         ).first()
         claimed_at = session.exec(
@@ -304,6 +309,7 @@ class Dispatcher:
                 Delivery.digest_id == self.digest_id,
                 Delivery.status == DeliveryStatus.QUEUED,
                 col(Delivery.next_attempt_at).is_(None),
+                self._still_subscribed(),
             )
         ).one()
         if queued_now:
@@ -456,7 +462,6 @@ class Dispatcher:
                 if not in_flight:
                     if self.stop.is_set() or fatal is not None:
                         break
-                    self._skip_departed(session)
                     wake = self._next_wake(session)
                     if wake is None:
                         break
@@ -498,11 +503,14 @@ class Dispatcher:
             raise fatal
 
     def _sleep_until(self, wake: datetime) -> None:
+        """Wait for a retry to fall due or another worker's lease to end, looking again often:
+        when the other workers finish first, this one is done as soon as it notices."""
         delay = (wake - utcnow()).total_seconds()
         if delay > 0:
-            self.stop.wait(min(delay, 5.0))
+            self.stop.wait(min(delay, 0.5))
 
     def _finish(self, session: Session, summary: SendSummary) -> None:
+        self._skip_departed(session)
         counts = ledger_counts(session, self.digest_id)
         # Deferred rows do not hold the digest open: the next send retries them first, and a
         # new digest can go out meanwhile.
