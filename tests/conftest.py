@@ -96,6 +96,16 @@ class Project:
             )
         return result
 
+    def add_briefing(self, guid: str, title: str, extra: str = "") -> None:
+        """Append an item to the sample feed and fetch it: news for the next digest."""
+        feed = self.folder / "samples" / "briefings.xml"
+        item = (
+            f"<item><title>{title}</title><guid>{guid}</guid>"
+            f"<link>https://signaldesk.example/{guid}</link>{extra}</item>"
+        )
+        feed.write_text(feed.read_text().replace("</channel>", item + "</channel>"))
+        self.cli("fetch")
+
     def outbox(self) -> list[EmailMessage]:
         new = self.folder / "outbox" / "new"
         return [parse(path.read_bytes()) for path in sorted(new.iterdir())] if new.exists() else []

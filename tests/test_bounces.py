@@ -134,15 +134,7 @@ def test_the_whole_loop_through_verp(
     assert "ada@example.com  hard 5.1.1 userunknown  -> suppressed: hard bounce" in listing
     assert '"kind": "hard"' in smtp_project.cli("subscribers", "show", "ada@example.com").output
 
-    feed = smtp_project.folder / "samples" / "briefings.xml"
-    feed.write_text(
-        feed.read_text().replace(
-            "</channel>",
-            "<item><title>More news</title><guid>more</guid>"
-            "<link>https://signaldesk.example/more</link></item></channel>",
-        )
-    )
-    smtp_project.cli("fetch")
+    smtp_project.add_briefing("more", "More news")
     smtp_server.handler.received.clear()
     smtp_project.cli("send", "--list", "weekly", "--yes")
     recipients = sorted(getaddresses([str(r.message["To"])])[0][1] for r in smtp_server.received)

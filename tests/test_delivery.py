@@ -43,18 +43,6 @@ def test_transient_refusals_are_retried_until_delivered(
     assert smtp_server.handler.rcpt_attempts["linus@example.com"] == 3
 
 
-def add_briefing(project: Project, guid: str) -> None:
-    feed = project.folder / "samples" / "briefings.xml"
-    feed.write_text(
-        feed.read_text().replace(
-            "</channel>",
-            f"<item><title>Late news {guid}</title><guid>{guid}</guid>"
-            f"<link>https://signaldesk.example/{guid}</link></item></channel>",
-        )
-    )
-    project.cli("fetch")
-
-
 def test_retries_run_out_into_deferred_and_the_next_send_finishes(
     smtp_project: Project, smtp_server: SmtpServer
 ) -> None:
@@ -79,7 +67,7 @@ def test_a_reader_who_always_defers_never_holds_up_the_next_digest(
     prepare(smtp_project)
     smtp_server.handler.replies["ada@example.com"] = ["452 4.2.2 Mailbox over quota"]
     send(smtp_project)
-    add_briefing(smtp_project, "next-week")
+    smtp_project.add_briefing("next-week", "Late news next-week")
     second = send(smtp_project)
     assert second.retried_digests == [1]
     assert second.digest_id == 2
@@ -137,15 +125,7 @@ def test_unknown_mailbox_fails_and_suppresses_only_that_reader(
     report = send(smtp_project)
     assert (report.summary.sent, report.summary.failed, report.summary.suppressed) == (4, 2, 1)
     # The next digest skips the bounced address but still tries the full mailbox.
-    feed = smtp_project.folder / "samples" / "briefings.xml"
-    feed.write_text(
-        feed.read_text().replace(
-            "</channel>",
-            "<item><title>Late news</title><guid>late</guid>"
-            "<link>https://signaldesk.example/late</link></item></channel>",
-        )
-    )
-    smtp_project.cli("fetch")
+    smtp_project.add_briefing("late", "Late news")
     smtp_server.handler.replies.clear()
     smtp_server.handler.received.clear()
     send(smtp_project)

@@ -142,17 +142,11 @@ def test_maildir_quickstart_flow(project: Project) -> None:
 
 def test_new_briefing_goes_out_in_the_next_digest_only(project: Project) -> None:
     publish(project)
-    feed = project.folder / "samples" / "briefings.xml"
-    feed.write_text(
-        feed.read_text().replace(
-            "</channel>",
-            "<item><title>Grid operators add a fresh reserve</title>"
-            "<link>https://signaldesk.example/briefings/new-reserve</link>"
-            "<guid>new-reserve</guid><category>energy</category>"
-            "<description>A new one.</description></item></channel>",
-        )
+    project.add_briefing(
+        "new-reserve",
+        "Grid operators add a fresh reserve",
+        "<category>energy</category><description>A new one.</description>",
     )
-    project.cli("fetch")
     project.cli("send", "--list", "weekly", "--yes")
     messages = project.outbox()
     assert len(messages) == 2 * SAMPLE_SUBSCRIBERS

@@ -42,18 +42,6 @@ def unsubscribe_paths(project: Project) -> dict[str, str]:
     return paths
 
 
-def add_briefing(project: Project, guid: str) -> None:
-    feed = project.folder / "samples" / "briefings.xml"
-    feed.write_text(
-        feed.read_text().replace(
-            "</channel>",
-            f"<item><title>Later news {guid}</title><guid>{guid}</guid>"
-            f"<link>https://signaldesk.example/{guid}</link></item></channel>",
-        )
-    )
-    project.cli("fetch")
-
-
 @pytest.fixture
 def client(project: Project) -> Iterator[TestClient]:
     with TestClient(create_app(load_settings(project.config_path))) as test_client:
@@ -87,7 +75,7 @@ def test_one_click_post_unsubscribes_at_once_and_get_never_does(
     assert '"status": "unsubscribed"' in record
     assert "one-click" in record
 
-    add_briefing(project, "after-unsubscribe")
+    project.add_briefing("after-unsubscribe", "Later news after-unsubscribe")
     project.cli("send", "--list", "weekly", "--yes")
     later = [m for m in project.outbox() if "after-unsubscribe" in str(m["Subject"])]
     assert len(later) == 5
@@ -234,7 +222,7 @@ def test_gmail_style_one_click_over_smtp_and_real_http(
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 200
-    add_briefing(smtp_project, "next")
+    smtp_project.add_briefing("next", "Later news next")
     smtp_server.handler.received.clear()
     smtp_project.cli("send", "--list", "weekly", "--yes")
     assert sorted(r.recipients[0] for r in smtp_server.received) == [
