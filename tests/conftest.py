@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import tomllib
@@ -108,7 +109,19 @@ class Project:
 
     def outbox(self) -> list[EmailMessage]:
         new = self.folder / "outbox" / "new"
-        return [parse(path.read_bytes()) for path in sorted(new.iterdir())] if new.exists() else []
+        if not new.exists():
+            return []
+        return [parse(path.read_bytes()) for path in sorted(new.iterdir(), key=delivery_order)]
+
+
+def delivery_order(path: Path) -> tuple[int, ...]:
+    """Maildir names are "SECONDS.M<micro>P<pid>Q<count>.host"; the microseconds are not
+    zero-padded, so sorting the names as text mixes up deliveries within one second."""
+    seconds, unique = path.name.split(".")[:2]
+    match = re.fullmatch(r"M(\d+)P(\d+)Q(\d+)", unique)
+    assert match, f"not a Maildir file name: {path.name}"
+    micro, _pid, count = (int(part) for part in match.groups())
+    return (int(seconds), micro, count)
 
 
 def parse(raw: bytes) -> EmailMessage:
