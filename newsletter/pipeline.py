@@ -168,6 +168,7 @@ def fetch_feeds(
             http_client(settings.fetch.timeout) as client,
             ThreadPoolExecutor(settings.fetch.concurrency, "fetch") as downloads,
             _parser_pool(settings, len(feeds)) as parsers,
+            database.engine.connect() as store,
         ):
             fetching = {
                 downloads.submit(
@@ -202,14 +203,15 @@ def fetch_feeds(
                     parsing[job] = (feed, result)
             for job in as_completed(parsing):
                 feed, result = parsing[job]
+                assert feed.id is not None
                 try:
-                    counts = store_entries(session, feed, job.result())
+                    counts = store_entries(store, feed.id, job.result())
                 except FeedError as exc:
-                    session.rollback()
+                    store.rollback()
                     report(feed, FeedReport(feed.name, "error", error=str(exc)))
                     continue
                 except Exception as exc:  # one broken feed must not stop the rest
-                    session.rollback()
+                    store.rollback()
                     error = f"feed {feed.name!r}: could not be processed: {exc!r}"
                     report(feed, FeedReport(feed.name, "error", error=error))
                     continue
@@ -241,7 +243,11 @@ def _parser_pool(settings: Settings, feeds: int) -> Executor:
     # forkserver: forking a process that already runs download threads is unsafe.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["newsletter.feeds.clean"])
-    return ProcessPoolExecutor(min(workers, feeds), mp_context=context)
+    pool = ProcessPoolExecutor(min(workers, feeds), mp_context=context)
+    # Start the processes now, while the feeds download, not when the first one arrives.
+    for _ in range(min(workers, feeds)):
+        pool.submit(os.getpid)
+    return pool
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -175,3 +178,29 @@ def test_feeds_command_lists_last_fetch_errors_and_counts(
     assert f"good: {expected_entries()['bbc-urdu.rss']} briefing(s), last fetched 20" in output
     assert "gone (disabled): 0 briefing(s)" in output
     assert "last error: the server says the feed is gone (HTTP 410)" in output
+
+
+def test_the_installed_command_fetches_several_feeds_in_its_parser_processes(
+    project: Project, feed_server: FeedServer
+) -> None:
+    # The console script, not the in-process runner: the parser processes start from a fork
+    # server that re-imports the script the program was started from.
+    configure(
+        project,
+        {
+            "fireball": feed_server.url("real/daringfireball.atom"),
+            "scripting": feed_server.url("real/scriptingnews.rss"),
+        },
+        processes=2,
+    )
+    command = [str(Path(sys.executable).parent / "newsletter"), "fetch"]
+    result = subprocess.run(
+        command, cwd=project.folder, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    expected = expected_entries()
+    total = expected["daringfireball.atom"] + expected["scriptingnews.rss"]
+    summary = re.search(r"2 feed\(s\): (\d+) new, (\d+) updated, 0 failed\.", result.stdout)
+    assert summary, result.stdout
+    # A feed that repeats a guid (an entry and its edit) updates the briefing it just added.
+    assert int(summary.group(1)) + int(summary.group(2)) == total

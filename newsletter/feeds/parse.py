@@ -12,8 +12,14 @@ from typing import Any
 
 import charset_normalizer
 import feedparser
+import feedparser.api
 
 from newsletter.errors import FeedError
+
+_SAX_DRIVER = "newsletter.feeds.expat_buffered"
+if _SAX_DRIVER not in feedparser.api.PREFERRED_XML_PARSERS:
+    # feedparser asks xml.sax.make_parser for the first driver in this list that imports.
+    feedparser.api.PREFERRED_XML_PARSERS.insert(0, _SAX_DRIVER)
 
 
 @dataclass(frozen=True)
