@@ -18,7 +18,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     as_completed,
 )
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
@@ -164,12 +164,11 @@ def fetch_feeds(
             key=lambda feed: order[feed.name],
         )
         names = [feed.name for feed in feeds]
-        with (
-            http_client(settings.fetch.timeout) as client,
-            ThreadPoolExecutor(settings.fetch.concurrency, "fetch") as downloads,
-            _parser_pool(settings, len(feeds)) as parsers,
-            database.engine.connect() as store,
-        ):
+        with ExitStack() as resources:
+            client = resources.enter_context(http_client(settings.fetch.timeout))
+            downloads = resources.enter_context(
+                ThreadPoolExecutor(settings.fetch.concurrency, "fetch")
+            )
             fetching = {
                 downloads.submit(
                     fetch,
@@ -181,6 +180,9 @@ def fetch_feeds(
                 ): feed
                 for feed in feeds
             }
+            # After the downloads are under way: starting the parser processes waits for them.
+            parsers = resources.enter_context(_parser_pool(settings, len(feeds)))
+            store = resources.enter_context(database.engine.connect())
             parsing: dict[Future[list[CleanEntry]], tuple[Feed, FetchResult]] = {}
             for future in as_completed(fetching):
                 feed = fetching[future]
