@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import socket
 import subprocess
@@ -143,6 +144,8 @@ def fetch_feeds(
 
     One bad feed is reported and never stops the others; each entry is committed as stored.
     """
+    if _parser_processes(settings, len(settings.feeds)):
+        _start_fork_server()
     database = open_database(settings)
     order = {source.name: index for index, source in enumerate(settings.feeds)}
     reports: dict[str, FeedReport] = {}
@@ -238,16 +241,31 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _parser_pool(settings: Settings, feeds: int) -> Executor:
+# forkserver: forking a process that already runs download threads is unsafe.
+_PARSER_CONTEXT = multiprocessing.get_context("forkserver")
+
+
+def _parser_processes(settings: Settings, feeds: int) -> int:
+    """How many parser processes: none for one feed or one core, where a pool costs more."""
     workers = settings.fetch.processes or os.cpu_count() or 1
-    if feeds < 2 or workers < 2:
+    return 0 if feeds < 2 or workers < 2 else min(workers, feeds)
+
+
+def _start_fork_server() -> None:
+    """Start it first thing: it imports the parsers' modules while the database opens and the
+    feeds download; started with the pool, it kept the first parse waiting half a second."""
+    _PARSER_CONTEXT.set_forkserver_preload(["newsletter.feeds.clean"])
+    multiprocessing.forkserver.ensure_running()
+
+
+def _parser_pool(settings: Settings, feeds: int) -> Executor:
+    processes = _parser_processes(settings, feeds)
+    if not processes:
         return _InlineExecutor()
-    # forkserver: forking a process that already runs download threads is unsafe.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["newsletter.feeds.clean"])
-    pool = ProcessPoolExecutor(min(workers, feeds), mp_context=context)
+    _start_fork_server()  # already running unless config.toml and the database disagree
+    pool = ProcessPoolExecutor(processes, mp_context=_PARSER_CONTEXT)
     # Start the processes now, while the feeds download, not when the first one arrives.
-    for _ in range(min(workers, feeds)):
+    for _ in range(processes):
         pool.submit(os.getpid)
     return pool
 
