@@ -31,7 +31,6 @@ from rich.table import Table
 from rich.text import Text
 
 from newsletter import __version__, pipeline
-from newsletter.audience.subscribers import export_csv
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError
 
@@ -248,9 +247,9 @@ def subscribers_export(
 ) -> None:
     """Write a list's subscribers as CSV to standard output (email,name,status,... columns)."""
     settings = _settings(ctx)
-    rows = _run(lambda: pipeline.subscriber_rows(settings, list_slug, status))
-    for chunk in export_csv(rows):
-        sys.stdout.write(chunk)
+    written = _run(lambda: pipeline.export_subscribers(settings, list_slug, sys.stdout, status))
+    sys.stdout.flush()  # the CSV before the count, when both go to one terminal
+    err.print(f"{written} subscriber(s) exported.")
 
 
 @subscribers_app.command("show")

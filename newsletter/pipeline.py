@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from email.utils import formataddr
 from html import escape as escape_html
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
@@ -432,6 +432,14 @@ def subscriber_rows(
 ) -> list[audience.ListedSubscriber]:
     with database_session(settings) as session:
         return list(audience.list_subscribers(session, list_row(session, settings, slug), status))
+
+
+def export_subscribers(
+    settings: Settings, slug: str, out: TextIO, status: str | None = None
+) -> int:
+    """Write a list as CSV to `out`, streamed from the database; returns how many rows."""
+    with database_session(settings) as session:
+        return audience.write_csv(session, list_row(session, settings, slug), out, status)
 
 
 def subscriber_record(settings: Settings, email: str) -> dict[str, Any] | None:

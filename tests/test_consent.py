@@ -138,9 +138,12 @@ def test_show_export_lists_and_attributes(project: Project, tmp_path: Path) -> N
     assert subscription["list"] == "weekly"
     assert subscription["consent"] == "attrs.csv:2"
     assert subscription["origin"] == "import"
-    exported = project.cli("subscribers", "export", "--list", "weekly").output
-    assert exported.splitlines()[0] == "email,name,status,since,consent,company,plan"
-    assert exported.splitlines()[1].startswith("ada@example.com,Ada,active,")
+    result = project.cli("subscribers", "export", "--list", "weekly")
+    exported = result.stdout.splitlines()
+    assert exported[0] == "email,name,status,since,consent,company,plan"
+    assert exported[1].startswith("ada@example.com,Ada,active,")
+    assert len(exported) == 2
+    assert "1 subscriber(s) exported." in result.stderr
     assert "weekly “The Weekly Briefing” (single opt-in): active 1" in project.cli("lists").output
     listing = project.cli("subscribers", "list", "--list", "weekly", "--status", "active").output
     assert "ada@example.com (Ada)  active" in listing
