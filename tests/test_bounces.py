@@ -143,6 +143,37 @@ def test_the_whole_loop_through_verp(
     assert len(recipients) == 5
 
 
+def test_a_redacted_feedback_report_still_finds_the_reader_by_the_quoted_return_path(
+    smtp_project: Project, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    smtp_project.update("publication", bounce_domain="bounces.signaldesk.example")
+    smtp_project.cli("fetch")
+    smtp_project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    smtp_project.cli("send", "--list", "weekly", "--yes")
+    return_path = {r.recipients[0]: r.sender for r in smtp_server.received}
+    # A real feedback loop report: the reader's address is redacted everywhere, but the quoted
+    # original keeps the Return-Path our message was sent with.
+    arf = (
+        (BOUNCES / "sisimai" / "arf-01.eml")
+        .read_bytes()
+        .replace(b"<support@example.ed.jp>", f"<{return_path['grace@example.com']}>".encode())
+    )
+    assert b"grace@example.com" not in arf
+    box = mailbox.Maildir(tmp_path / "fbl", create=True)
+    box.add(arf)
+    output = smtp_project.cli("bounces", "process", str(tmp_path / "fbl")).output
+    assert "1 complaint(s)" in output
+    assert "grace@example.com  complaint" in smtp_project.cli("bounces", "list").output
+    assert "complained 1" in smtp_project.cli("lists").output
+
+    smtp_project.add_briefing("more", "More news")
+    smtp_server.handler.received.clear()
+    smtp_project.cli("send", "--list", "weekly", "--yes")
+    recipients = {getaddresses([str(r.message["To"])])[0][1] for r in smtp_server.received}
+    assert "grace@example.com" not in recipients
+    assert len(recipients) == 5
+
+
 def test_a_complaint_unsubscribes_from_every_list_and_soft_bounces_add_up(
     project: Project, tmp_path: Path
 ) -> None:

@@ -122,6 +122,9 @@ class Report:
     kind: Literal["bounce", "complaint", "autoreply", "delivered", "unknown"]
     recipients: list[Recipient] = field(default_factory=list)
     envelope_to: list[str] = field(default_factory=list)  # where it came back to (VERP)
+    # The Return-Path of our message as the report quotes it: a VERP address that names the
+    # reader even when a feedback loop redacts their address or forwards the report elsewhere.
+    original_return_path: list[str] = field(default_factory=list)
 
 
 def classify(status: str, diagnostic: str) -> tuple[str, Kind]:
@@ -158,7 +161,23 @@ def parse_report(raw: bytes) -> Report:
         or Report("unknown")
     )
     report.envelope_to = envelope_to
+    report.original_return_path = _original_return_path(message)
     return report
+
+
+def _original_return_path(message: Message) -> list[str]:
+    original = next(
+        (
+            part
+            for part in message.walk()
+            if part.get_content_type() in ("message/rfc822", "text/rfc822-headers")
+        ),
+        None,
+    )
+    if original is None:
+        return []
+    headers = _headers_of(original)
+    return [address for _, address in getaddresses(headers.get_all("Return-Path", [])) if address]
 
 
 def _parts(message: Message) -> list[Message]:

@@ -4,8 +4,9 @@
 - complaint: they are unsubscribed from every list and suppressed (status complained);
 - soft bounce: counted; `soft_limit` of them within `soft_days` suppress the address;
 - auto-replies and delivery notifications: nothing happens, ever.
-The subscriber is found by the VERP return path first (bounces+<signed id>@bounce_domain), then
-by the addresses the report names.
+The subscriber is found by the VERP return path first (bounces+<signed id>@bounce_domain: the
+address the report came back to, or our message's Return-Path quoted in the report), then by the
+addresses the report names.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _verp(settings: Settings, key: SigningKey, parsed: Report) -> tuple[int, int
     domain = (settings.publication.bounce_domain or "").lower()
     if not domain:
         return None
-    for address in parsed.envelope_to:
+    for address in [*parsed.envelope_to, *parsed.original_return_path]:
         local, _, host = address.rpartition("@")
         if host.lower() == domain and local.startswith("bounces+"):
             try:
@@ -174,6 +175,8 @@ def _act(
         if subscriber is not None:
             # The report's own verdict for the one recipient, whatever address it gives.
             judged = next((r for r in parsed.recipients if r.kind != "none"), None)
+            if judged is None and parsed.kind == "complaint":  # the feedback loop redacted it
+                judged = Recipient(subscriber.email, "complaint", "feedback")
             if judged is not None:
                 targets.append((subscriber, judged, verp[0]))
     else:
