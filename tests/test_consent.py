@@ -208,3 +208,52 @@ def test_adding_a_pending_reader_again_sends_a_fresh_link(project: Project) -> N
     again = project.cli("subscribers", "add", "NEW@example.com", "--list", "weekly")
     assert "pending: a confirmation mail went out" in again.output
     assert len(project.outbox()) == 2
+
+
+def test_an_export_imported_elsewhere_keeps_out_everyone_who_left(project: Project) -> None:
+    data = project.config()
+    data["lists"].append({"slug": "alerts", "name": "Alerts"})
+    project.write_config(data)
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    project.cli("subscribers", "remove", "grace@example.com", "--list", "weekly")
+    exported = write(
+        project,
+        "weekly-export.csv",
+        project.cli("subscribers", "export", "--list", "weekly").stdout,
+    )
+    imported = project.cli("subscribers", "import", exported, "--list", "alerts").output
+    assert "5 added, 0 already subscribed, 1 suppressed" in imported
+    assert (
+        "alerts “Alerts” (single opt-in): active 5 · pending 0 · unsubscribed 1"
+        in project.cli("lists").output
+    )
+    record = json.loads(project.cli("subscribers", "show", "grace@example.com").output)
+    assert record["subscriber"]["attributes"] == {}  # status, since, consent are not attributes
+    alerts = next(s for s in record["subscriptions"] if s["list"] == "alerts")
+    assert alerts["status"] == "unsubscribed"
+    assert alerts["consent"].startswith("weekly-export.csv:")
+    assert "(earlier: weekly.csv:" in alerts["consent"]
+
+    # Another tool's export: a bounce there stops mail on every list here; a bad status is
+    # a bad row like any other.
+    other = write(
+        project,
+        "other.csv",
+        "email,status\nlinus@example.com,Bounced\nnew@example.com,complained\nx@example.com,vip\n",
+    )
+    refused = project.cli("subscribers", "import", other, "--list", "weekly", expect=1).output
+    assert "other.csv:4: status 'vip' is not one of pending, active, unsubscribed" in refused
+    project.cli("subscribers", "import", other, "--list", "weekly", "--skip-invalid")
+    lists = project.cli("lists").output
+    assert (
+        "weekly “The Weekly Briefing” (single opt-in): active 4 · pending 0 · unsubscribed 1"
+        " · bounced 1 · complained 1" in lists
+    )
+    project.cli("fetch")
+    project.cli("send", "--list", "weekly", "--yes")
+    assert sorted(recipients(project)) == [
+        "ada@example.com",
+        "alan@example.com",
+        "margaret@example.com",
+        "zoe@example.com",
+    ]

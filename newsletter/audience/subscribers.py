@@ -63,6 +63,8 @@ class Row:
     email: str
     name: str
     attributes: dict[str, str]
+    status: str = ""  # from a `status` column (an export's): who left stays out
+    consent: str = ""  # from a `consent` column: where the consent was first given
 
 
 @dataclass
@@ -118,10 +120,13 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
         )
     email_at = header.index("email")
     name_at = header.index("name") if "name" in header else None
+    status_at = header.index("status") if "status" in header else None
+    consent_at = header.index("consent") if "consent" in header else None
+    # An export's own columns: `since` is the date of that consent, not an attribute.
     extra = [
         (index, name)
         for index, name in enumerate(header)
-        if index not in (email_at, name_at) and name
+        if index not in (email_at, name_at, status_at, consent_at) and name and name != "since"
     ]
     try:
         records = [
@@ -144,11 +149,11 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
             )
             problems.append(f"{path}:{line}: {problem}")
             continue
-        name = (
-            single_line(values[name_at])[:MAX_NAME]
-            if name_at is not None and name_at < len(values)
-            else ""
-        )
+        status = _cell_at(values, status_at).lower()
+        if status not in ("", *STATUSES):
+            problems.append(f"{path}:{line}: status {status!r} is not one of {', '.join(STATUSES)}")
+            continue
+        name = _cell_at(values, name_at)[:MAX_NAME]
         attributes = {
             name_: single_line(values[index])[:MAX_ATTRIBUTE]
             for index, name_ in extra
@@ -156,9 +161,13 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
         }
         rows.setdefault(
             email_key(check.normalized),
-            Row(line, check.normalized, name, attributes),
+            Row(line, check.normalized, name, attributes, status, _cell_at(values, consent_at)),
         )
     return list(rows.values()), problems
+
+
+def _cell_at(values: Sequence[str], index: int | None) -> str:
+    return single_line(values[index]) if index is not None and index < len(values) else ""
 
 
 def import_subscribers(
@@ -202,7 +211,7 @@ def import_subscribers(
                     row.email,
                     email_key(row.email),
                     row.name,
-                    SubscriberStatus.ACTIVE.value,
+                    row.status if row.status in PERSON_SUPPRESSIONS else SubscriberStatus.ACTIVE,
                     json.dumps(row.attributes),
                     stamp,
                     stamp,
@@ -215,11 +224,29 @@ def import_subscribers(
     memberships = _subscriptions(session, list_id)
     joining: list[tuple[Any, ...]] = []
     edits: list[dict[str, Any]] = []
-    status = (SubscriptionStatus.PENDING if double_opt_in else SubscriptionStatus.ACTIVE).value
+    leaving_people: list[dict[str, Any]] = []
+    leaving_list: list[dict[str, Any]] = []
     for row in rows:
         subscriber = known.get(email_key(row.email))
-        if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+        consent = f"{path.name}:{row.line}" + (f" (earlier: {row.consent})" if row.consent else "")
+        left = row.status in LEFT  # the file says so: an export from another list or tool
+        if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE or left:
             report.suppressed += 1
+            if subscriber is None or not left:  # forgotten, or already left: nothing to add
+                continue
+            if row.status in PERSON_SUPPRESSIONS and subscriber.status == SubscriberStatus.ACTIVE:
+                leaving_people.append(
+                    {"subscriber_id": subscriber.id, "status": row.status, "updated_at": now}
+                )
+            membership = memberships.get(subscriber.id)
+            reason = f"{row.status} before the import of {path.name}"
+            if membership is None:  # on the list as someone who left, so they stay out
+                joining.append(
+                    (list_id, subscriber.id, SubscriptionStatus.UNSUBSCRIBED, "import", consent,
+                     stamp, stamp, None, stamp, reason)
+                )  # fmt: skip
+            elif membership != SubscriptionStatus.UNSUBSCRIBED:
+                leaving_list.append({"member": subscriber.id, "reason": reason, "now": now})
             continue
         membership = memberships.get(subscriber.id)
         if membership == SubscriptionStatus.UNSUBSCRIBED:
@@ -238,16 +265,19 @@ def import_subscribers(
                     }
                 )
         else:
+            # Someone an earlier list had as pending never confirmed: pending here too.
+            pending = double_opt_in or row.status == SubscriptionStatus.PENDING
             joining.append(
                 (
                     list_id,
                     subscriber.id,
-                    status,
+                    SubscriptionStatus.PENDING if pending else SubscriptionStatus.ACTIVE,
                     "import",
-                    f"{path.name}:{row.line}",
+                    consent,
                     stamp,
                     stamp,
-                    None if double_opt_in else stamp,
+                    None if pending else stamp,
+                    None,
                     "",
                 )
             )
@@ -267,9 +297,32 @@ def import_subscribers(
                 "created_at",
                 "updated_at",
                 "confirmed_at",
+                "unsubscribed_at",
                 "unsubscribe_reason",
             ),
             joining,
+        )
+    if leaving_people:
+        session.connection().execute(
+            update(Subscriber)
+            .where(col(Subscriber.id) == bindparam("subscriber_id"))
+            .values(status=bindparam("status"), updated_at=bindparam("updated_at")),
+            leaving_people,
+        )
+    if leaving_list:
+        session.connection().execute(
+            update(Subscription)
+            .where(
+                col(Subscription.list_id) == list_id,
+                col(Subscription.subscriber_id) == bindparam("member"),
+            )
+            .values(
+                status=SubscriptionStatus.UNSUBSCRIBED,
+                unsubscribe_reason=bindparam("reason"),
+                unsubscribed_at=bindparam("now"),
+                updated_at=bindparam("now"),
+            ),
+            leaving_list,
         )
     if edits:
         session.connection().execute(
@@ -469,6 +522,8 @@ class ListedSubscriber:
 
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+PERSON_SUPPRESSIONS = frozenset({"bounced", "complained"})  # of a person, on every list
+LEFT = PERSON_SUPPRESSIONS | {"unsubscribed"}
 
 
 def list_subscribers(
