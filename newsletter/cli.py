@@ -395,11 +395,13 @@ def send(
     """
     settings = _settings(ctx)
     if to is not None:
-        subject = _run(lambda: pipeline.send_test(settings, list_slug, to))
+        subject = _run(lambda: pipeline.send_test(settings, list_slug, to, dry_run=dry_run))
         if subject is None:
             out.print(
                 f"Nothing new to send to {list_slug}: no new briefings since the last digest."
             )
+        elif dry_run:
+            out.print(f"Dry run: a test copy of “{subject}” would go to {to}; nothing was sent.")
         else:
             out.print(f"Test copy of “{subject}” sent to {to}; the ledger is unchanged.")
         return

@@ -564,13 +564,17 @@ def sample_recipient(settings: Settings, email: str = SAMPLE_EMAIL) -> Recipient
     return Recipient(0, email, "", f"{settings.publication.base_url}/unsubscribe/preview")
 
 
-def send_test(settings: Settings, slug: str, address: str) -> str | None:
-    """Mail one copy of the next digest to an address, outside the ledger; its subject or None."""
+def send_test(settings: Settings, slug: str, address: str, *, dry_run: bool = False) -> str | None:
+    """Mail one copy of the next digest to an address, outside the ledger; its subject or None.
+
+    A dry run renders the copy and sends nothing."""
     to = ascii_address(normalize_email(address))
     current = draft(settings, slug)
     if current is None:
         return None
     raw = current.message.render(sample_recipient(settings, to))
+    if dry_run:
+        return current.view.subject
     signer = dkim_signer(settings)
     factory, _ = transport_factory(settings)
     transport = factory()

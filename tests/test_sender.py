@@ -102,6 +102,9 @@ def test_test_copy_goes_to_one_address_outside_the_ledger(
 ) -> None:
     smtp_project.cli("fetch")
     smtp_project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    dry = smtp_project.cli("send", "--list", "weekly", "--to", "editor@example.com", "--dry-run")
+    assert "Dry run: a test copy of “SignalDesk Weekly:" in dry.output
+    assert smtp_server.received == []
     output = smtp_project.cli("send", "--list", "weekly", "--to", "editor@example.com").output
     assert "Test copy of “SignalDesk Weekly:" in output
     assert [r.recipients for r in smtp_server.received] == [["editor@example.com"]]
