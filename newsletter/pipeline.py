@@ -44,7 +44,13 @@ from newsletter.bounces.imap import ImapBox
 from newsletter.bounces.process import LocalBox, ProcessReport, Source, process_mailbox
 from newsletter.config import Settings, smtp_password
 from newsletter.db import Database, compact_after_erasure, list_row, sync_config
-from newsletter.digest.builder import DigestView, build_digest, digest_view, pending_digest
+from newsletter.digest.builder import (
+    DigestView,
+    build_digest,
+    candidate_briefings,
+    digest_view,
+    pending_digest,
+)
 from newsletter.errors import DeliveryRefused, FeedError, NewsletterError
 from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchResult, fetch, http_client
@@ -54,6 +60,7 @@ from newsletter.models import (
     Briefing,
     DeliveryStatus,
     Digest,
+    DigestItem,
     DigestPin,
     DigestStatus,
     Feed,
@@ -509,6 +516,9 @@ def pin_lead(settings: Settings, slug: str, guid: str) -> str:
                 hint="run `newsletter fetch` first; the guid is the feed item's <guid> or <id>",
             )
         assert mailing_list.id is not None
+        start, candidates = candidate_briefings(session, settings, mailing_list, utcnow())
+        if briefing.id not in {candidate.id for candidate in candidates}:
+            raise NewsletterError(_not_pinnable(session, briefing, mailing_list, start))
         pin = session.get(DigestPin, mailing_list.id) or DigestPin(
             list_id=mailing_list.id, briefing_id=briefing.id
         )
@@ -516,6 +526,24 @@ def pin_lead(settings: Settings, slug: str, guid: str) -> str:
         session.add(pin)
         session.commit()
         return briefing.title
+
+
+def _not_pinnable(
+    session: Session, briefing: Briefing, mailing_list: MailingList, start: datetime
+) -> str:
+    """Why a briefing cannot lead the list's next digest."""
+    sent_in = session.exec(
+        select(DigestItem.digest_id).where(
+            DigestItem.list_id == mailing_list.id, DigestItem.briefing_id == briefing.id
+        )
+    ).first()
+    if sent_in is not None:
+        return f"“{briefing.title}” was already in digest {sent_in} of {mailing_list.slug}"
+    return (
+        f"“{briefing.title}” ({briefing.published_at:%Y-%m-%d}) is not in the next digest of "
+        f"{mailing_list.slug}, which takes briefings from {start:%Y-%m-%d} on that no digest "
+        "of the list carried"
+    )
 
 
 # -- preview ------------------------------------------------------------------------------------

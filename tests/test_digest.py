@@ -209,6 +209,19 @@ def test_pinning_and_caps_through_the_cli(project: Project) -> None:
     unknown = project.cli("digest", "pin", "nope", "--list", "weekly", expect=1)
     assert "no briefing with guid 'nope'" in unknown.output
 
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    project.cli("send", "--list", "weekly", "--yes")
+    again = project.cli(
+        "digest",
+        "pin",
+        "signaldesk-briefing-westbrook-library-sunday-hours",
+        "--list",
+        "weekly",
+        expect=1,
+    )
+    assert "“Westbrook library network extends Sunday hours" in again.output
+    assert "was already in digest 1 of weekly" in again.output
+
 
 def test_a_theme_added_to_the_config_applies_to_briefings_already_fetched(
     project: Project,
