@@ -151,14 +151,17 @@ def fetch(
         table.add_row(report.name, status, str(report.counts.new), str(report.counts.updated))
     out.print(table)
     for report in reports:
-        if report.error:
-            err.print(f"{report.name}: {report.error}")
+        if report.error:  # feed errors name their feed; a gone feed's notice does not
+            named = report.error.startswith(f"feed {report.name!r}")
+            err.print(report.error if named else f"feed {report.name!r}: {report.error}")
     failed = [r for r in reports if r.status == "error"]
     new = sum(r.counts.new for r in reports)
     updated = sum(r.counts.updated for r in reports)
     out.print(f"{len(reports)} feed(s): {new} new, {updated} updated, {len(failed)} failed.")
     if reports and (len(failed) == len(reports) or (strict and failed)):
         raise typer.Exit(1)
+    if failed:
+        out.print("The other feeds were stored; with --strict a failed feed makes the exit 1.")
 
 
 @app.command()
@@ -169,7 +172,8 @@ def feeds(ctx: typer.Context) -> None:
     for row in rows:
         fetched = f"{row.last_fetched_at:%Y-%m-%d %H:%M} UTC" if row.last_fetched_at else "never"
         state = " (disabled)" if row.disabled else ""
-        out.print(f"{row.name}{state}: {row.briefings} briefing(s), last fetched {fetched}")
+        attempt = "last tried" if row.last_error else "last fetched"
+        out.print(f"{row.name}{state}: {row.briefings} briefing(s), {attempt} {fetched}")
         out.print(f"    {row.url}")
         if row.last_error:
             out.print(f"    last error: {row.last_error}")

@@ -14,7 +14,7 @@ class NewsletterError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
     def __reduce__(self) -> tuple[type[NewsletterError], tuple[str, str]]:
         # Keeps the hint when the error crosses a process boundary (feeds parse in workers).

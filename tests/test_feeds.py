@@ -95,7 +95,8 @@ def test_one_bad_feed_does_not_stop_the_others(project: Project) -> None:
     result = project.cli("fetch")
     assert "15 new" in result.output
     assert "2 failed" in result.output
-    assert "Broken: feed 'Broken': no such file" in result.output
+    assert "feed 'Broken': no such file" in result.output
+    assert "Broken: feed 'Broken'" not in result.output  # named once
     assert project.cli("fetch", "--strict", expect=1).exit_code == 1
 
 

@@ -136,7 +136,7 @@ def test_fetch_command_exit_codes_and_table(project: Project, feed_server: FeedS
         project, {"good": feed_server.url("real/bbc-urdu.rss"), "bad": feed_server.url("error")}
     )
     result = project.cli("fetch")
-    assert "bad: feed 'bad':" in result.output
+    assert "feed 'bad': http://127.0.0.1" in result.output
     assert "1 failed" in result.output
     project.cli("fetch", "--strict", expect=1)
     configure(project, {"bad": feed_server.url("error")})
