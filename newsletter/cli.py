@@ -125,7 +125,7 @@ def main_options(
 
 @app.command()
 def init(ctx: typer.Context) -> None:
-    """Create the database (or check it) and register the feeds and lists of config.toml."""
+    """Create the database or upgrade its schema (keeping the data); register feeds and lists."""
     settings = _settings(ctx)
     report = _run(lambda: pipeline.initialize(settings))
     out.print(f"Database ready: {report.database_url}")
@@ -182,7 +182,9 @@ def feeds(ctx: typer.Context) -> None:
 @subscribers_app.command("import")
 def subscribers_import(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="CSV file with a header row: email,name.")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="CSV file with a header row: email,name.")
+    ],
     list_slug: ListOption,
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the good rows and report the bad ones.")
@@ -205,13 +207,14 @@ def subscribers_import(
 @subscribers_app.command("add")
 def subscribers_add(
     ctx: typer.Context,
-    email: Annotated[str, typer.Argument(help="The new subscriber's address.")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The new subscriber's address.")],
     list_slug: ListOption,
     name: Annotated[str, typer.Option("--name", help="Their name, for the To: line.")] = "",
 ) -> None:
     """Add one subscriber (on a double opt-in list they get a confirmation mail first)."""
     settings = _settings(ctx)
     report = _run(lambda: pipeline.add_subscriber(settings, email, list_slug, name))
+    email = report.email
     messages = {
         "added": f"{email} now receives {list_slug}.",
         "pending": f"{email} is pending: a confirmation mail "
@@ -259,7 +262,7 @@ def subscribers_export(
 @subscribers_app.command("show")
 def subscribers_show(
     ctx: typer.Context,
-    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The subscriber's address.")],
 ) -> None:
     """Print everything stored about one person: profile, lists, consent, deliveries, bounces."""
     settings = _settings(ctx)
@@ -273,7 +276,7 @@ def subscribers_show(
 @subscribers_app.command("forget")
 def subscribers_forget(
     ctx: typer.Context,
-    email: Annotated[str, typer.Argument(help="The address to erase.")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The address to erase.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
 ) -> None:
     """Erase a person's data for good, keeping only a hash so they are never re-added."""
@@ -291,7 +294,9 @@ def subscribers_forget(
 @subscribers_app.command("confirm")
 def subscribers_confirm(
     ctx: typer.Context,
-    link: Annotated[str, typer.Argument(help="The confirmation link, or the token at its end.")],
+    link: Annotated[
+        str, typer.Argument(metavar="LINK", help="The confirmation link, or the token at its end.")
+    ],
 ) -> None:
     """Confirm a pending subscription from its link (what the web page does when it is opened)."""
     settings = _settings(ctx)
@@ -316,19 +321,27 @@ def lists_command(ctx: typer.Context) -> None:
 @subscribers_app.command("remove")
 def subscribers_remove(
     ctx: typer.Context,
-    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The subscriber's address.")],
     list_slug: ListOption,
 ) -> None:
     """Unsubscribe an address from a list; it will not be re-added by an import."""
     settings = _settings(ctx)
-    changed = _run(lambda: pipeline.remove_subscriber(settings, email, list_slug))
-    out.print(f"{email}: {'unsubscribed' if changed else 'was not subscribed'} from {list_slug}.")
+    outcome, stored = _run(lambda: pipeline.remove_subscriber(settings, email, list_slug))
+    messages = {
+        "unsubscribed": f"{stored} is unsubscribed from {list_slug}.",
+        "already unsubscribed": f"{stored} had already left {list_slug}.",
+        "not on the list": f"{stored} is not on {list_slug}.",
+    }
+    out.print(messages[outcome])
 
 
 @digest_app.command("pin")
 def digest_pin(
     ctx: typer.Context,
-    guid: Annotated[str, typer.Argument(help="The briefing's guid (its feed item's guid or id).")],
+    guid: Annotated[
+        str,
+        typer.Argument(metavar="GUID", help="The briefing's guid (its feed item's guid or id)."),
+    ],
     list_slug: ListOption,
 ) -> None:
     """Make a briefing the top story of the list's next digest."""
@@ -492,7 +505,8 @@ _LEDGER_COLUMNS = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 def bounces_process(
     ctx: typer.Context,
     path: Annotated[
-        Path | None, typer.Argument(help="A Maildir folder or an mbox file of returned mail.")
+        Path | None,
+        typer.Argument(metavar="PATH", help="A Maildir folder or an mbox file of returned mail."),
     ] = None,
     imap: Annotated[
         bool, typer.Option("--imap", help="Read the IMAP folder of [bounces.imap] instead.")
@@ -569,7 +583,7 @@ def status(
     ctx: typer.Context,
     list_slug: Annotated[str | None, typer.Option("--list", "-l", help="Only this list.")] = None,
 ) -> None:
-    """Show each digest and its delivery ledger: queued, sent, deferred, failed."""
+    """Show each digest and its ledger: queued, sending, sent, deferred, failed, skipped."""
     settings = _settings(ctx)
     rows = _run(lambda: pipeline.digest_statuses(settings, list_slug))
     if not rows:

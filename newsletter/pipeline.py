@@ -321,6 +321,7 @@ def feed_statuses(settings: Settings) -> list[FeedStatus]:
 @dataclass
 class SubscribeReport:
     outcome: str  # added | pending | unchanged | suppressed
+    email: str  # as stored: the domain lower-cased
     confirmations_sent: int = 0
 
 
@@ -358,7 +359,8 @@ def add_subscriber(settings: Settings, email: str, slug: str, name: str = "") ->
             consent=f"cli ({getpass.getuser()}@{socket.gethostname()})",
             double_opt_in=double_opt_in,
         )
-        report = SubscribeReport(outcome)
+        stored = subscriber.email if subscriber else normalize_email(email)
+        report = SubscribeReport(outcome, stored)
         if outcome == "pending" and key is not None and subscriber and subscriber.id:
             report.confirmations_sent = _send_confirmations(
                 settings, session, key, mailing_list, [subscriber.id]
@@ -429,7 +431,8 @@ def confirm_subscription_in(
         return mailing_list.name, audience.confirm(session, list_id, subscriber_id)
 
 
-def remove_subscriber(settings: Settings, email: str, slug: str) -> bool:
+def remove_subscriber(settings: Settings, email: str, slug: str) -> tuple[str, str]:
+    """What happened (unsubscribed, already unsubscribed, not on the list) and the address."""
     with database_session(settings) as session:
         return audience.remove_subscriber(session, list_row(session, settings, slug), email)
 

@@ -210,6 +210,20 @@ def test_adding_a_pending_reader_again_sends_a_fresh_link(project: Project) -> N
     assert len(project.outbox()) == 2
 
 
+def test_add_and_remove_say_what_happened_to_the_address_as_stored(project: Project) -> None:
+    data = project.config()
+    data["lists"].append({"slug": "alerts", "name": "Alerts"})
+    project.write_config(data)
+    added = project.cli("subscribers", "add", "New.Person@Example.COM", "--list", "weekly")
+    assert "New.Person@example.com now receives weekly." in added.output
+    removed = project.cli("subscribers", "remove", "new.person@EXAMPLE.com", "--list", "weekly")
+    assert "New.Person@example.com is unsubscribed from weekly." in removed.output
+    again = project.cli("subscribers", "remove", "New.Person@example.com", "--list", "weekly")
+    assert "New.Person@example.com had already left weekly." in again.output
+    other = project.cli("subscribers", "remove", "New.Person@example.com", "--list", "alerts")
+    assert "New.Person@example.com is not on alerts." in other.output
+
+
 def test_an_export_imported_elsewhere_keeps_out_everyone_who_left(project: Project) -> None:
     data = project.config()
     data["lists"].append({"slug": "alerts", "name": "Alerts"})

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, Literal, TextIO, TypeVar
 
 from sqlalchemy import bindparam, func, update
 from sqlalchemy import select as core_select
@@ -494,21 +494,30 @@ def unsubscribe(
     return True
 
 
-def remove_subscriber(session: Session, mailing_list: MailingList, email: str) -> bool:
-    """Unsubscribe an address from a list by hand (`subscribers remove`)."""
+def remove_subscriber(
+    session: Session, mailing_list: MailingList, email: str
+) -> tuple[Literal["unsubscribed", "already unsubscribed", "not on the list"], str]:
+    """Unsubscribe an address from a list by hand (`subscribers remove`): what happened, and
+    the address as stored."""
     subscriber = find(session, normalize_email(email))
     if subscriber is None or subscriber.id is None or mailing_list.id is None:
         raise AddressError(
             f"{email} is not a subscriber",
             hint="check the spelling; addresses match whatever their case",
         )
-    return unsubscribe(
+    subscription = session.get(Subscription, (mailing_list.id, subscriber.id))
+    if subscription is None:
+        return "not on the list", subscriber.email
+    if subscription.status == SubscriptionStatus.UNSUBSCRIBED:
+        return "already unsubscribed", subscriber.email
+    unsubscribe(
         session,
         mailing_list.id,
         subscriber.id,
         origin="cli",
         reason="removed with `newsletter subscribers remove`",
     )
+    return "unsubscribed", subscriber.email
 
 
 @dataclass(frozen=True)
