@@ -197,10 +197,14 @@ def subscribers_import(
     )
     for problem in report.skipped:
         err.print(f"skipped {problem}")
+    for note in report.repeated:
+        err.print(note)
+    updated = f" ({report.updated} with a new name or attributes)" if report.updated else ""
     out.print(
-        f"{file}: {report.added} added, {report.unchanged} already subscribed, "
-        f"{report.suppressed} suppressed (left earlier; not re-added), "
-        f"{len(report.skipped)} skipped."
+        f"{file}: {report.added} added, {report.unchanged + report.updated} already subscribed"
+        f"{updated}, {report.suppressed} suppressed (left earlier; not re-added), "
+        f"{len(report.skipped)} skipped"
+        + (f", {len(report.repeated)} repeated an address." if report.repeated else ".")
     )
 
 

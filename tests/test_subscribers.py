@@ -41,10 +41,14 @@ def test_skip_invalid_imports_the_good_rows(project: Project) -> None:
 
 def test_case_variants_are_one_subscriber_and_reimport_is_idempotent(project: Project) -> None:
     path = write(project, "case.csv", "email,name\nAda@Example.com,Ada\nada@EXAMPLE.COM,Ada 2\n")
-    assert "1 added" in project.cli("subscribers", "import", path, "--list", "weekly").output
-    # ada@example.com in the sample list is the same person as Ada@Example.com
-    assert "5 added, 1 already subscribed" in listed(project)
-    assert "0 added, 6 already subscribed" in listed(project)
+    first = project.cli("subscribers", "import", path, "--list", "weekly").output
+    assert "1 added" in first
+    assert f"{path}:3: the address of line 2 again; not used" in first
+    assert "0 skipped, 1 repeated an address." in first
+    # ada@example.com in the sample list is the same person as Ada@Example.com; its row
+    # there gives her another name.
+    assert "5 added, 1 already subscribed (1 with a new name or attributes)" in listed(project)
+    assert "0 added, 6 already subscribed, 0 suppressed" in listed(project)
 
 
 def test_unknown_list_is_a_clear_error(project: Project) -> None:

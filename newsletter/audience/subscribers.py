@@ -70,7 +70,9 @@ class Row:
 @dataclass
 class ImportReport:
     added: int = 0  # new on this list (active, or pending on a double opt-in list)
-    unchanged: int = 0
+    unchanged: int = 0  # already on the list
+    updated: int = 0  # already on the list, with a new name or attributes from the file
+    repeated: list[str] = field(default_factory=list)  # "FILE:LINE: ..." for a second row
     suppressed: int = 0
     skipped: list[str] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)  # subscriber ids awaiting confirmation
@@ -95,8 +97,9 @@ def _check_chunk(raws: Sequence[str]) -> list[AddressCheck]:
     return [check_address(raw) for raw in raws]
 
 
-def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
-    """Rows and `FILE:LINE: reason` problems; case variants of one address are one row."""
+def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str], list[str]]:
+    """Rows, `FILE:LINE: reason` problems, and notes on rows that repeat an address (case
+    variants of one address are one reader: the first row counts)."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
@@ -140,6 +143,7 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
     raws = [values[email_at] if email_at < len(values) else "" for _, values in records]
     rows: dict[str, Row] = {}
     problems: list[str] = []
+    repeated: list[str] = []
     for (line, values), raw, check in zip(records, raws, check_addresses(raws), strict=True):
         if check.verdict != "valid":
             problem = (
@@ -159,11 +163,14 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str]]:
             for index, name_ in extra
             if index < len(values) and values[index].strip()
         }
-        rows.setdefault(
-            email_key(check.normalized),
-            Row(line, check.normalized, name, attributes, status, _cell_at(values, consent_at)),
+        key = email_key(check.normalized)
+        if key in rows:
+            repeated.append(f"{path}:{line}: the address of line {rows[key].line} again; not used")
+            continue
+        rows[key] = Row(
+            line, check.normalized, name, attributes, status, _cell_at(values, consent_at)
         )
-    return list(rows.values()), problems
+    return list(rows.values()), problems, repeated
 
 
 def _cell_at(values: Sequence[str], index: int | None) -> str:
@@ -182,13 +189,13 @@ def import_subscribers(
 
     Set-based: a few queries per 500 rows, so 100,000 rows take seconds, not minutes.
     """
-    rows, problems = read_subscriber_csv(path)
+    rows, problems, repeated = read_subscriber_csv(path)
     if problems and not skip_invalid:
         raise ImportFileError(
             "\n".join(problems),
             hint=f"{len(problems)} bad row(s), nothing imported; fix them or use --skip-invalid",
         )
-    report = ImportReport(skipped=problems)
+    report = ImportReport(skipped=problems, repeated=repeated)
     list_id = mailing_list.id
     assert list_id is not None
     now = utcnow()
@@ -252,18 +259,19 @@ def import_subscribers(
         if membership == SubscriptionStatus.UNSUBSCRIBED:
             report.suppressed += 1
         elif membership is not None:
-            report.unchanged += 1
-            if (row.name and row.name != subscriber.name) or (
-                row.attributes and row.attributes != subscriber.attributes
-            ):
+            merged = {**subscriber.attributes, **row.attributes}
+            if (row.name and row.name != subscriber.name) or merged != subscriber.attributes:
+                report.updated += 1
                 edits.append(
                     {
                         "subscriber_id": subscriber.id,
                         "name": row.name or subscriber.name,
-                        "attributes": {**subscriber.attributes, **row.attributes},
+                        "attributes": merged,
                         "updated_at": now,
                     }
                 )
+            else:
+                report.unchanged += 1
         else:
             # Someone an earlier list had as pending never confirmed: pending here too.
             pending = double_opt_in or row.status == SubscriptionStatus.PENDING
