@@ -371,6 +371,11 @@ def preview(
     if report is None:
         out.print(f"Nothing new to preview for {list_slug}: no new briefings in the window.")
         return
+    if report.sent_at:
+        out.print(
+            f"Nothing new since the last digest of {list_slug}: this is that digest, "
+            f"sent {report.sent_at:%Y-%m-%d %H:%M} UTC."
+        )
     web_only = f" (+{report.web_only} on the web only)" if report.web_only else ""
     out.print(
         f"{report.briefings} stories{web_only}: {report.html_path} "
@@ -416,15 +421,21 @@ def send(
     """
     settings = _settings(ctx)
     if to is not None:
-        subject = _run(lambda: pipeline.send_test(settings, list_slug, to, dry_run=dry_run))
-        if subject is None:
+        copy = _run(lambda: pipeline.send_test(settings, list_slug, to, dry_run=dry_run))
+        if copy is None:
+            out.print(f"Nothing to send to {list_slug}: no briefings yet and no digest before.")
+            return
+        if copy.sent_at:
             out.print(
-                f"Nothing new to send to {list_slug}: no new briefings since the last digest."
+                f"Nothing new since the last digest of {list_slug}: the copy is of that digest, "
+                f"sent {copy.sent_at:%Y-%m-%d %H:%M} UTC."
             )
-        elif dry_run:
-            out.print(f"Dry run: a test copy of “{subject}” would go to {to}; nothing was sent.")
+        if dry_run:
+            out.print(
+                f"Dry run: a test copy of “{copy.subject}” would go to {to}; nothing was sent."
+            )
         else:
-            out.print(f"Test copy of “{subject}” sent to {to}; the ledger is unchanged.")
+            out.print(f"Test copy of “{copy.subject}” sent to {to}; the ledger is unchanged.")
         return
     if dry_run or not yes:
         plan = _run(lambda: pipeline.send(settings, list_slug, dry_run=True))

@@ -561,6 +561,7 @@ class PreviewReport:
     web_only: int
     html_bytes: int
     clipped_by_gmail: bool
+    sent_at: datetime | None = None  # nothing new: this is the list's last digest, sent then
 
 
 SAMPLE_EMAIL = "reader@example.com"
@@ -571,23 +572,33 @@ class Draft:
     view: DigestView
     rendered: RenderedDigest
     message: PreparedMessage
+    sent_at: datetime | None = None  # set when this is a digest that already went out
 
 
-def draft(settings: Settings, slug: str) -> Draft | None:
-    """What `send` would send now, built and rendered but not stored; None if nothing is new."""
+def draft(settings: Settings, slug: str, *, or_last_sent: bool = False) -> Draft | None:
+    """What `send` would send now, built and rendered but not stored; None if nothing is new.
+
+    With `or_last_sent`, when nothing is new: the list's last digest, as it went out."""
     with database_session(settings) as session:
         mailing_list = list_row(session, settings, slug)
         digest = pending_digest(session, mailing_list) or build_digest(
             session, settings, mailing_list
         )
+        if digest is None and or_last_sent:
+            digest = session.exec(
+                select(Digest)
+                .where(Digest.list_id == mailing_list.id, Digest.status == DigestStatus.SENT)
+                .order_by(col(Digest.id).desc())
+            ).first()
         if digest is None:
             return None
         rendered = _rendered(session, settings, digest)
         view = digest_view(session, digest)
         digest.html, digest.text = rendered.html, rendered.text
         message = prepare_message(settings, digest, mailing_list)
+        sent_at = digest.sent_at if digest.status == DigestStatus.SENT else None
         session.rollback()
-        return Draft(view, rendered, message)
+        return Draft(view, rendered, message, sent_at)
 
 
 def sample_recipient(settings: Settings, email: str = SAMPLE_EMAIL) -> Recipient:
@@ -595,17 +606,27 @@ def sample_recipient(settings: Settings, email: str = SAMPLE_EMAIL) -> Recipient
     return Recipient(0, email, "", f"{settings.publication.base_url}/unsubscribe/preview")
 
 
-def send_test(settings: Settings, slug: str, address: str, *, dry_run: bool = False) -> str | None:
-    """Mail one copy of the next digest to an address, outside the ledger; its subject or None.
+@dataclass(frozen=True)
+class CopyReport:
+    subject: str
+    sent_at: datetime | None  # nothing new: the copy is of the list's last digest, sent then
+
+
+def send_test(
+    settings: Settings, slug: str, address: str, *, dry_run: bool = False
+) -> CopyReport | None:
+    """Mail one copy of the next digest (or, when nothing is new, of the last one) to an
+    address, outside the ledger; None when the list never had a digest and nothing is new.
 
     A dry run renders the copy and sends nothing."""
     to = ascii_address(normalize_email(address))
-    current = draft(settings, slug)
+    current = draft(settings, slug, or_last_sent=True)
     if current is None:
         return None
+    copy = CopyReport(current.view.subject, current.sent_at)
     raw = current.message.render(sample_recipient(settings, to))
     if dry_run:
-        return current.view.subject
+        return copy
     signer = dkim_signer(settings)
     factory, _ = transport_factory(settings)
     transport = factory()
@@ -617,12 +638,13 @@ def send_test(settings: Settings, slug: str, address: str, *, dry_run: bool = Fa
         raise NewsletterError(f"the test copy to {to} was refused: {refused.message}") from None
     finally:
         transport.close()
-    return current.view.subject
+    return copy
 
 
 def preview(settings: Settings, slug: str, out_dir: Path) -> PreviewReport | None:
-    """Render what `send` would send now, without storing anything; None when nothing is new."""
-    current = draft(settings, slug)
+    """Render what `send` would send now (when nothing is new, the list's last digest), without
+    storing anything; None when the list never had a digest and nothing is new."""
+    current = draft(settings, slug, or_last_sent=True)
     if current is None:
         return None
     view, rendered, message = current.view, current.rendered, current.message
@@ -640,6 +662,7 @@ def preview(settings: Settings, slug: str, out_dir: Path) -> PreviewReport | Non
         view.web_only,
         rendered.html_bytes,
         rendered.clipped_by_gmail,
+        current.sent_at,
     )
 
 

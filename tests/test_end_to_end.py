@@ -47,6 +47,16 @@ def test_send_to_smtp_delivers_once_per_subscriber_and_never_twice(
     assert "Nothing new to send" in again
     assert len(smtp_server.received) == SAMPLE_SUBSCRIBERS
 
+    # The issue that went out can still be previewed and sent as a test copy, and says so.
+    sent_subject = smtp_server.received[0].message["Subject"]
+    preview = smtp_project.cli("preview", "--list", "weekly", "--out", "again").output
+    assert "Nothing new since the last digest of weekly: this is that digest, sent " in preview
+    assert (smtp_project.folder / "again" / "digest.html").exists()
+    copy = smtp_project.cli("send", "--list", "weekly", "--to", "editor@example.com").output
+    assert f"Test copy of “{sent_subject}” sent to editor@example.com" in copy
+    assert smtp_server.received[-1].recipients == ["editor@example.com"]
+    assert len(smtp_server.received) == SAMPLE_SUBSCRIBERS + 1
+
 
 def test_sent_message_headers_and_parts(smtp_project: Project, smtp_server: SmtpServer) -> None:
     publish(smtp_project)
