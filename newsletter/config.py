@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -320,18 +321,34 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     try:
         return Settings.model_validate({**data, "path": path.resolve()})
     except ValidationError as exc:
-        error = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt key explains the missing one it was meant to be: name the misspelling.
+        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         key = _key_name(error["loc"])
         message = error["msg"]
         if error["type"] == "missing":
             message = "missing; add it"
         elif error["type"] == "extra_forbidden":
             message = "unknown key; check its spelling"
+            if len(error["loc"]) == 1:
+                close = difflib.get_close_matches(str(error["loc"][0]), Settings.model_fields, 1)
+                message = f"unknown table; did you mean [{close[0]}]?" if close else message
+        elif error["type"] == "string_pattern_mismatch":
+            allowed = _PATTERN_HELP.get(str(error.get("ctx", {}).get("pattern")), "")
+            message = f"{error['input']!r} is not allowed here; {allowed or message}"
         elif "input" in error and error["type"] not in ("value_error", "assertion_error"):
             message = f"{message} (got {error['input']!r})"
         message = message.removeprefix("Value error, ")
-        where = f" {key}" if key else ""
-        raise ConfigError(f"{path}:{where}: {message}") from None
+        where = f"{path}: {key}:" if key else f"{path}:"
+        raise ConfigError(f"{where} {message}") from None
+
+
+_PATTERN_HELP = {
+    r"^[a-z0-9][a-z0-9_-]*$": "use lower-case letters, digits, '-' and '_', "
+    "starting with a letter or digit",
+    r"^[A-Za-z0-9.-]+$": "use a domain name (letters, digits, dots and '-')",
+    r"^[A-Za-z0-9._-]+$": "use letters, digits, '.', '_' and '-'",
+}
 
 
 _ARRAY_SECTIONS = frozenset({"feeds", "themes", "lists"})

@@ -41,7 +41,18 @@ def test_shipped_config_loads_with_contract_keys() -> None:
         (lambda c: c["publication"].update(**{"from": "nobody"}), "[publication] from: must be"),
         (lambda c: c["smtp"].update(hostname="x"), "[smtp] hostname: unknown key"),
         (lambda c: c["feeds"][0].pop("url"), "[[feeds]] #1 url: missing; add it"),
-        (lambda c: c["lists"][0].update(slug="Weekly List"), "[[lists]] #1 slug"),
+        (
+            lambda c: c["lists"][0].update(slug="Weekly List"),
+            "[[lists]] #1 slug: 'Weekly List' is not allowed here; use lower-case letters",
+        ),
+        (
+            lambda c: c.update(publicaton=c.pop("publication")),
+            "publicaton: unknown table; did you mean [publication]?",
+        ),
+        (
+            lambda c: c["lists"].append(dict(c["lists"][0])),
+            "[[lists]] names must be unique; repeated: weekly",
+        ),
         (lambda c: c.pop("lists"), "[[lists]]: missing; add it"),
         (lambda c: c["digest"].update(window_days=0), "[digest] window_days"),
     ],
