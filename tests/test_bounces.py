@@ -270,3 +270,16 @@ def test_with_verp_a_bounce_without_a_signed_return_path_changes_nothing(
     assert "0 hard" in output
     assert "2 message(s) named no subscriber" in output
     assert "active 6" in project.cli("lists").output
+
+
+def test_a_wrong_path_says_what_is_wrong_with_it(project: Project, tmp_path: Path) -> None:
+    missing = project.cli("bounces", "process", str(tmp_path / "nope"), expect=1).output
+    assert "nope: no such file or folder" in missing
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text("email,name\nada@example.com,Ada\n")
+    wrong = project.cli("bounces", "process", str(csv_file), expect=1).output
+    assert "list.csv: not an mbox file" in wrong
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    neither = project.cli("bounces", "process", str(folder), expect=1).output
+    assert "plain: neither a Maildir nor an mbox file" in neither

@@ -76,8 +76,17 @@ class LocalBox:
                 else maildir.add_folder(PROCESSED)
             )
         elif path.is_file():
+            with path.open("rb") as handle:
+                start = handle.read(5)
+            if start and start != b"From ":
+                raise NewsletterError(
+                    f"{path}: not an mbox file (an mbox starts with a 'From ' line)",
+                    hint="give an mbox file or a Maildir folder of returned mail",
+                )
             self.box = mailbox.mbox(path, create=False)
             self.done = mailbox.mbox(path.with_name(f"{path.name}.{PROCESSED}"))
+        elif not path.exists():
+            raise NewsletterError(f"{path}: no such file or folder")
         else:
             raise NewsletterError(
                 f"{path}: neither a Maildir nor an mbox file",
