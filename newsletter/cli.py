@@ -272,7 +272,12 @@ def subscribers_show(
     settings = _settings(ctx)
     record = _run(lambda: pipeline.subscriber_record(settings, email))
     if record is None:
-        out.print(f"Nothing is stored about {email}.")
+        forgotten = _run(lambda: pipeline.was_forgotten(settings, email))
+        out.print(
+            f"Nothing is stored about {email}"
+            + (": it was forgotten on request; a hash of it keeps it from being re-added."
+               if forgotten else ".")
+        )  # fmt: skip
         raise typer.Exit(1)
     out.print(json.dumps(record, indent=2, default=str, ensure_ascii=False))
 

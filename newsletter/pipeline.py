@@ -453,8 +453,14 @@ def export_subscribers(
 
 
 def subscriber_record(settings: Settings, email: str) -> dict[str, Any] | None:
+    """Everything stored about a person; None when nothing is (see `was_forgotten`)."""
     with database_session(settings) as session:
         return audience.record_of(session, email)
+
+
+def was_forgotten(settings: Settings, email: str) -> bool:
+    with database_session(settings) as session:
+        return audience.was_forgotten(session, email)
 
 
 def forget_subscriber(settings: Settings, email: str) -> bool:

@@ -97,6 +97,10 @@ def test_nobody_who_left_is_re_added_by_an_import(project: Project) -> None:
     assert "0 added, 2 already subscribed, 4 suppressed" in again.output
     forgotten = project.cli("subscribers", "add", "ALAN@example.com", "--list", "weekly", expect=1)
     assert "not re-added" in forgotten.output
+    shown = project.cli("subscribers", "show", "alan@example.com", expect=1).output
+    assert "Nothing is stored about alan@example.com: it was forgotten on request" in shown
+    never = project.cli("subscribers", "show", "nobody@example.com", expect=1).output
+    assert "Nothing is stored about nobody@example.com." in never
     project.cli("fetch")
     project.cli("send", "--list", "weekly", "--yes")
     assert sorted(recipients(project)) == ["linus@example.com", "margaret@example.com"]

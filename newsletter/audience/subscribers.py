@@ -629,6 +629,11 @@ def list_counts(session: Session) -> dict[int, Counter[str]]:
     return counts
 
 
+def was_forgotten(session: Session, email: str) -> bool:
+    """Whether the address was erased on request (only its hash is kept)."""
+    return bool(_suppressed_hashes(session, [email_hash(normalize_email(email))]))
+
+
 def record_of(session: Session, email: str) -> dict[str, Any] | None:
     """Everything stored about one person (`subscribers show`)."""
     subscriber = find(session, normalize_email(email))
