@@ -33,6 +33,7 @@ from sqlmodel import Session, col, func, select
 from newsletter.audience import subscribers as audience
 from newsletter.audience.addresses import ascii_address, normalize_email
 from newsletter.audience.tokens import (
+    PREVIEW_UNSUBSCRIBE_PATH,
     BadToken,
     SigningKey,
     confirm_url,
@@ -609,7 +610,7 @@ def draft(settings: Settings, slug: str, *, or_last_sent: bool = False) -> Draft
 
 def sample_recipient(settings: Settings, email: str = SAMPLE_EMAIL) -> Recipient:
     """Who a preview or a test copy is addressed to; its unsubscribe link leads nowhere."""
-    return Recipient(0, email, "", f"{settings.publication.base_url}/unsubscribe/preview")
+    return Recipient(0, email, "", settings.publication.base_url + PREVIEW_UNSUBSCRIBE_PATH)
 
 
 @dataclass(frozen=True)

@@ -272,3 +272,19 @@ def test_a_reader_clicks_unsubscribe_in_chromium(project: Project, live_server: 
         '"status": "unsubscribed"'
         in project.cli("subscribers", "show", "margaret@example.com").output
     )
+
+
+def test_the_unsubscribe_link_of_a_preview_says_it_unsubscribes_nobody(
+    project: Project, client: TestClient
+) -> None:
+    project.cli("fetch")
+    project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    project.cli("preview", "--list", "weekly", "--out", "p")
+    html = (project.folder / "p" / "digest.html").read_text()
+    link = "https://signaldesk.example/unsubscribe/preview"
+    assert link in html
+    for method in ("get", "post"):
+        response = getattr(client, method)(link.removeprefix("https://signaldesk.example"))
+        assert response.status_code == 200
+        assert "unsubscribes nobody" in response.text
+    assert "active 6" in project.cli("lists").output

@@ -153,6 +153,10 @@ def verify_resubscribe_token(key: SigningKey, token: str) -> tuple[int, int]:
     return list_id, subscriber_id
 
 
+# The unsubscribe link of previews and test copies: it unsubscribes nobody, and says so.
+PREVIEW_UNSUBSCRIBE_PATH = "/unsubscribe/preview"
+
+
 def unsubscribe_url(settings: Settings, key: SigningKey, list_id: int, subscriber_id: int) -> str:
     token = key.sign("unsubscribe", list_id, subscriber_id)
     return f"{settings.publication.base_url}/unsubscribe/{token}"

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from newsletter.audience.tokens import BadToken
+from newsletter.audience.tokens import PREVIEW_UNSUBSCRIBE_PATH, BadToken
 from newsletter.config import Settings
 from newsletter.render.templating import render_page
 from newsletter.web.backend import WebBackend
@@ -121,6 +121,15 @@ def create_app(settings: Settings) -> Starlette:
             link_text="Read past issues",
         )
 
+    async def preview_link(request: Request) -> Response:
+        return message(
+            "This is a preview",
+            "This unsubscribe link comes from a preview or a test copy of an issue, so it "
+            "unsubscribes nobody. In the issue readers get, the same link leaves the list at once.",
+            link="/archive",
+            link_text="Read past issues",
+        )
+
     async def archive(request: Request) -> Response:
         entries = await run_in_threadpool(backend.archive)
         return page("archive.html.j2", private=False, entries=entries, feed_url="/archive.xml")
@@ -156,6 +165,7 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[Middleware(_SecurityHeaders)],
         routes=[
             Route("/unsubscribe", unsubscribe_help, methods=["GET"]),
+            Route(PREVIEW_UNSUBSCRIBE_PATH, preview_link, methods=["GET", "POST"]),
             Route("/unsubscribe/{token}", tokened(unsubscribe_page), methods=["GET"]),
             Route("/unsubscribe/{token}", tokened(unsubscribe_now), methods=["POST"]),
             Route("/resubscribe/{token}", tokened(resubscribe), methods=["POST"]),
