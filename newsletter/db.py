@@ -138,7 +138,13 @@ def bulk_insert(
 
 
 def _sqlite_time(value: Any) -> Any:
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
+    return _sqlite_time_text(value) if isinstance(value, datetime) else value
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_time_text(value: datetime) -> str:
+    # Cached: an import stamps all of its 100,000 rows with one time, and strftime is slow.
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def compact_after_erasure(engine: Engine) -> None:

@@ -385,19 +385,12 @@ def _suppressed_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
 
 
 def _subscribers_after(session: Session, newest: int) -> dict[str, _Known]:
-    """Subscribers added after id `newest`: the ones an import just inserted."""
-    columns = (
-        Subscriber.email_key,
-        Subscriber.id,
-        Subscriber.status,
-        Subscriber.name,
-        Subscriber.attributes,
-    )
+    """Subscribers added after id `newest`: the ones an import just inserted. Their names and
+    attributes are not read back: they are new, so nothing compares against them."""
+    query = core_select(col(Subscriber.email_key), col(Subscriber.id), col(Subscriber.status))
     return {
-        key: _Known(id_, status, name, attributes or {})
-        for key, id_, status, name, attributes in session.execute(
-            core_select(*(col(column) for column in columns)).where(col(Subscriber.id) > newest)
-        ).all()
+        key: _Known(id_, status, "", {})
+        for key, id_, status in session.execute(query.where(col(Subscriber.id) > newest))
     }
 
 
