@@ -257,14 +257,15 @@ def test_an_export_imported_elsewhere_keeps_out_everyone_who_left(project: Proje
     other = write(
         project,
         "other.csv",
-        "email,status\nlinus@example.com,Bounced\nnew@example.com,complained\nx@example.com,vip\n",
+        "email,status\nlinus@example.com,Bounced\nnew@example.com,complained\nx@example.com,vip\n"
+        "pat@example.com,pending\n",
     )
     refused = project.cli("subscribers", "import", other, "--list", "weekly", expect=1).output
     assert "other.csv:4: status 'vip' is not one of pending, active, unsubscribed" in refused
     project.cli("subscribers", "import", other, "--list", "weekly", "--skip-invalid")
     lists = project.cli("lists").output
     assert (
-        "weekly “The Weekly Briefing” (single opt-in): active 4 · pending 0 · unsubscribed 1"
+        "weekly “The Weekly Briefing” (single opt-in): active 4 · pending 1 · unsubscribed 1"
         " · bounced 1 · complained 1" in lists
     )
     project.cli("fetch")
