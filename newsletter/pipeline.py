@@ -249,10 +249,6 @@ class _InlineExecutor(Executor):
         return future
 
 
-# forkserver: forking a process that already runs download threads is unsafe.
-_PARSER_CONTEXT = multiprocessing.get_context("forkserver")
-
-
 def _parser_processes(settings: Settings, feeds: int) -> int:
     """How many parser processes: none for one feed or one core, where a pool costs more."""
     workers = settings.fetch.processes or os.cpu_count() or 1
@@ -262,8 +258,13 @@ def _parser_processes(settings: Settings, feeds: int) -> int:
 def _start_fork_server() -> None:
     """Start it first thing: it imports the parsers' modules while the database opens and the
     feeds download; started with the pool, it kept the first parse waiting half a second."""
-    _PARSER_CONTEXT.set_forkserver_preload(["newsletter.feeds.clean"])
+    _parser_context().set_forkserver_preload(["newsletter.feeds.clean"])
     multiprocessing.forkserver.ensure_running()
+
+
+def _parser_context() -> multiprocessing.context.BaseContext:
+    # forkserver: forking a process that already runs download threads is unsafe.
+    return multiprocessing.get_context("forkserver")
 
 
 def _parser_pool(settings: Settings, feeds: int) -> Executor:
@@ -271,7 +272,7 @@ def _parser_pool(settings: Settings, feeds: int) -> Executor:
     if not processes:
         return _InlineExecutor()
     _start_fork_server()  # already running unless config.toml and the database disagree
-    pool = ProcessPoolExecutor(processes, mp_context=_PARSER_CONTEXT)
+    pool = ProcessPoolExecutor(processes, mp_context=_parser_context())
     # Start the processes now, while the feeds download, not when the first one arrives.
     for _ in range(processes):
         pool.submit(os.getpid)
