@@ -166,6 +166,15 @@ def parse_report(raw: bytes) -> Report:
 
 
 def _original_return_path(message: Message) -> list[str]:
+    original = _quoted_original(message)
+    if original is None:
+        return []
+    headers = original.get_all("Return-Path", [])
+    return [address for _, address in getaddresses(headers) if address]
+
+
+def _quoted_original(message: Message) -> Message | None:
+    """The headers of our message as a report quotes it, when it does."""
     original = next(
         (
             part
@@ -174,10 +183,7 @@ def _original_return_path(message: Message) -> list[str]:
         ),
         None,
     )
-    if original is None:
-        return []
-    headers = _headers_of(original)
-    return [address for _, address in getaddresses(headers.get_all("Return-Path", [])) if address]
+    return None if original is None else _headers_of(original)
 
 
 def _parts(message: Message) -> list[Message]:
@@ -207,19 +213,9 @@ def _arf(message: Message) -> Report | None:
     addresses = [
         value for name, value in fields if name in ("original-rcpt-to", "removal-recipient")
     ]
-    if not addresses:
-        original = next(
-            (
-                part
-                for part in message.walk()
-                if part.get_content_type() in ("message/rfc822", "text/rfc822-headers")
-            ),
-            None,
-        )
-        if original is not None:
-            addresses = [
-                address for _, address in getaddresses(_headers_of(original).get_all("To", []))
-            ]
+    original = None if addresses else _quoted_original(message)
+    if original is not None:
+        addresses = [address for _, address in getaddresses(original.get_all("To", []))]
     return Report(
         "complaint",
         [
@@ -278,17 +274,10 @@ def _dsn(message: Message) -> Report | None:
 
 def _original_recipient(message: Message) -> str:
     """The To: of the returned original, when the report itself names nobody usable."""
-    original = next(
-        (
-            part
-            for part in message.walk()
-            if part.get_content_type() in ("message/rfc822", "text/rfc822-headers")
-        ),
-        None,
-    )
+    original = _quoted_original(message)
     if original is None:
         return ""
-    addresses = getaddresses(_headers_of(original).get_all("To", []))
+    addresses = getaddresses(original.get_all("To", []))
     return addresses[0][1].lower() if addresses else ""
 
 
