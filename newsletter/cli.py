@@ -9,6 +9,7 @@ import threading
 import webbrowser
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, NoReturn, TypeVar
@@ -359,6 +360,13 @@ def digest_pin(
     out.print(f"The next {list_slug} digest leads with “{title}”.")
 
 
+def _print_last_digest_note(list_slug: str, sent_at: datetime, what: str) -> None:
+    out.print(
+        f"Nothing new since the last digest of {list_slug}: {what}, "
+        f"sent {sent_at:%Y-%m-%d %H:%M} UTC."
+    )
+
+
 @app.command()
 def preview(
     ctx: typer.Context,
@@ -377,10 +385,7 @@ def preview(
         out.print(f"Nothing new to preview for {list_slug}: no new briefings in the window.")
         return
     if report.sent_at:
-        out.print(
-            f"Nothing new since the last digest of {list_slug}: this is that digest, "
-            f"sent {report.sent_at:%Y-%m-%d %H:%M} UTC."
-        )
+        _print_last_digest_note(list_slug, report.sent_at, "this is that digest")
     web_only = f" (+{report.web_only} on the web only)" if report.web_only else ""
     out.print(
         f"{report.briefings} stories{web_only}: {report.html_path} "
@@ -431,10 +436,7 @@ def send(
             out.print(f"Nothing to send to {list_slug}: no briefings yet and no digest before.")
             return
         if copy.sent_at:
-            out.print(
-                f"Nothing new since the last digest of {list_slug}: the copy is of that digest, "
-                f"sent {copy.sent_at:%Y-%m-%d %H:%M} UTC."
-            )
+            _print_last_digest_note(list_slug, copy.sent_at, "the copy is of that digest")
         if dry_run:
             out.print(
                 f"Dry run: a test copy of “{copy.subject}” would go to {to}; nothing was sent."

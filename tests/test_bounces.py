@@ -101,14 +101,19 @@ Diagnostic-Code: smtp; 550 {status} {text}
 """.replace("\n", "\r\n").encode()
 
 
-def test_the_whole_loop_through_verp(
-    smtp_project: Project, smtp_server: SmtpServer, tmp_path: Path
-) -> None:
+def send_with_verp(smtp_project: Project, smtp_server: SmtpServer) -> dict[str, str]:
+    """Send the sample digest with VERP on; each reader's address -> its return path."""
     smtp_project.update("publication", bounce_domain="bounces.signaldesk.example")
     smtp_project.cli("fetch")
     smtp_project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
     smtp_project.cli("send", "--list", "weekly", "--yes")
-    return_path = {r.recipients[0]: r.sender for r in smtp_server.received}
+    return {r.recipients[0]: r.sender for r in smtp_server.received}
+
+
+def test_the_whole_loop_through_verp(
+    smtp_project: Project, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    return_path = send_with_verp(smtp_project, smtp_server)
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
     # The remote server names a forwarding address we never mailed: VERP still finds Ada.
     box.add(
@@ -146,11 +151,7 @@ def test_the_whole_loop_through_verp(
 def test_a_redacted_feedback_report_still_finds_the_reader_by_the_quoted_return_path(
     smtp_project: Project, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
-    smtp_project.update("publication", bounce_domain="bounces.signaldesk.example")
-    smtp_project.cli("fetch")
-    smtp_project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
-    smtp_project.cli("send", "--list", "weekly", "--yes")
-    return_path = {r.recipients[0]: r.sender for r in smtp_server.received}
+    return_path = send_with_verp(smtp_project, smtp_server)
     # A real feedback loop report: the reader's address is redacted everywhere, but the quoted
     # original keeps the Return-Path our message was sent with.
     arf = (
