@@ -6,7 +6,7 @@ import functools
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, event, inspect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, SQLModel, create_engine, select
 
 from newsletter import models
 from newsletter.config import Settings
@@ -123,22 +123,36 @@ def bulk_insert(
 ) -> None:
     """Many rows through the driver's own executemany: for imports of 100,000 rows.
 
-    Values must already be in database form: JSON as text, times as naive UTC datetimes.
+    Values must already be in database form (JSON as text), times UTC.
     """
     connection = session.connection()
-    dialect = connection.dialect
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))})"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    connection.exec_driver_sql(
+        driver_sql(connection, sql), [driver_values(connection, row) for row in rows]
     )
-    if dialect.name == "sqlite":
-        # the text SQLAlchemy itself stores for DateTime on SQLite
-        rows = ([_sqlite_time(v) for v in row] for row in rows)
-    connection.exec_driver_sql(sql, list(map(tuple, rows)))
 
 
-def _sqlite_time(value: Any) -> Any:
-    return _sqlite_time_text(value) if isinstance(value, datetime) else value
+def driver_sql(connection: Connection, sql: str) -> str:
+    """SQL written with ? for its parameters, in the parameter style of the connection's driver."""
+    return sql if connection.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+
+
+def driver_values(connection: Connection, values: Iterable[Any]) -> tuple[Any, ...]:
+    """Values as SQLAlchemy itself would hand them to the driver (see driver_time)."""
+    return tuple(driver_time(connection, v) if isinstance(v, datetime) else v for v in values)
+
+
+def driver_time(connection: Connection, value: datetime) -> Any:
+    """A time as SQLAlchemy would hand it to the driver: naive UTC, and on SQLite the text it
+    stores. For statements run so often that SQLAlchemy's processing of every parameter
+    costs more than the database's work."""
+    if connection.dialect.name == "sqlite":
+        return _sqlite_time_text(_naive_utc(value))
+    return _naive_utc(value)
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
 @functools.lru_cache(maxsize=64)
@@ -186,16 +200,18 @@ def sync_config(database: Database) -> None:
     settings = database.settings
     configured = {source.name for source in settings.feeds}
     with database.session() as session:
+        # One read per table, not one per feed: every command opens the database this way.
+        feeds = session.exec(select(models.Feed)).all()
+        by_name = {feed.name: feed for feed in feeds}
         for source in settings.feeds:
-            feed = session.exec(select(models.Feed).where(models.Feed.name == source.name)).first()
+            feed = by_name.get(source.name)
             location = settings.feed_location(source)
             if feed is None:
                 # A feed renamed in config.toml keeps its row (and so its briefings' identity).
-                feed = session.exec(
-                    select(models.Feed).where(
-                        models.Feed.config_url == location, col(models.Feed.name).not_in(configured)
-                    )
-                ).first()
+                feed = next(
+                    (f for f in feeds if f.config_url == location and f.name not in configured),
+                    None,
+                )
                 if feed is not None:
                     feed.name = source.name
                     continue
@@ -204,10 +220,9 @@ def sync_config(database: Database) -> None:
                 feed.config_url = feed.url = location
                 feed.etag = feed.last_modified = None
                 feed.disabled = False
+        lists = {row.slug: row for row in session.exec(select(models.MailingList)).all()}
         for declared in settings.lists:
-            row = session.exec(
-                select(models.MailingList).where(models.MailingList.slug == declared.slug)
-            ).first()
+            row = lists.get(declared.slug)
             if row is None:
                 session.add(models.MailingList(slug=declared.slug, name=declared.name))
             elif row.name != declared.name:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,11 @@ from newsletter.config import load_settings
 from newsletter.db import Database
 from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import FeedError
-from newsletter.feeds.clean import clean_entry
+from newsletter.feeds.clean import CleanEntry, clean_entry, prepare_entries
+from newsletter.feeds.ingest import store_entries
 from newsletter.feeds.parse import parse_feed
-from newsletter.models import Briefing
+from newsletter.models import Briefing, Feed
+from newsletter.pipeline import open_database
 from tests.conftest import CORPUS, ROOT, Project
 
 FEEDS = CORPUS / "feeds"
@@ -98,6 +103,53 @@ def test_one_bad_feed_does_not_stop_the_others(project: Project) -> None:
     assert "feed 'Broken': no such file" in result.output
     assert "Broken: feed 'Broken'" not in result.output  # named once
     assert project.cli("fetch", "--strict", expect=1).exit_code == 1
+
+
+def _sample_entries(project: Project) -> tuple[Database, int, list[CleanEntry]]:
+    settings = load_settings(project.config_path)
+    database = open_database(settings)
+    with database.session() as session:
+        feed_id = session.exec(select(Feed.id)).one()
+    assert feed_id is not None
+    path = project.folder / "samples" / "briefings.xml"
+    return database, feed_id, prepare_entries(path.read_bytes(), {}, "sample", path.as_uri())
+
+
+def test_a_crash_mid_feed_keeps_the_briefings_stored_before_it(project: Project) -> None:
+    database, feed_id, entries = _sample_entries(project)
+
+    def failing_after_five() -> Iterator[CleanEntry]:
+        yield from entries[:5]
+        raise RuntimeError("killed")
+
+    with database.engine.connect() as connection, pytest.raises(RuntimeError):
+        store_entries(connection, feed_id, failing_after_five())
+    database.dispose()
+    assert [b.guid for b in briefings(project)] == [e.guid for e in entries[:5]]
+    assert "10 new" in project.cli("fetch").output
+
+
+def test_an_edit_moves_the_date_only_when_it_carries_one(project: Project) -> None:
+    database, feed_id, entries = _sample_entries(project)
+    first, second = entries[0], entries[1]
+    later = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    with database.engine.connect() as connection:
+        assert store_entries(connection, feed_id, entries).new == 15
+        dated_before = {b.guid: b.published_at for b in briefings(project)}
+        edits = [
+            replace(first, title="Dated edit", published=later),
+            replace(second, title="Undated edit", published=None),
+            replace(second, title="Undated edit, again", published=None),  # twice in one feed
+        ]
+        counts = store_entries(connection, feed_id, [*edits, *entries[2:]])
+    database.dispose()
+    assert (counts.new, counts.updated, counts.unchanged) == (0, 3, 13)
+    stored = {b.guid: b for b in briefings(project)}
+    assert len(stored) == 15
+    assert stored[first.guid].title == "Dated edit"
+    assert stored[first.guid].published_at == later
+    assert stored[second.guid].title == "Undated edit, again"
+    assert stored[second.guid].published_at == dated_before[second.guid]
 
 
 def _corpus_rows(folder: str) -> list[dict[str, str]]:
