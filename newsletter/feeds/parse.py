@@ -44,6 +44,7 @@ class ParsedFeed:
 
 def parse_feed(data: bytes, *, name: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
     """Parse feed bytes without feedparser's own sanitizer (we clean once, with nh3)."""
+    data = _LEADING_BLANKS.sub(rb"\1", data, count=1)
     parsed = feedparser.parse(
         data,
         response_headers=with_detected_charset(data, headers or {}),
@@ -64,6 +65,9 @@ def parse_feed(data: bytes, *, name: str, headers: Mapping[str, str] | None = No
     )
 
 
+# Blank lines before the XML declaration (a PHP template's) make it ill-formed XML, and
+# feedparser then falls back to its lenient parser: slower, and worse at namespaces.
+_LEADING_BLANKS = re.compile(rb"^(\xef\xbb\xbf)?[ \t\r\n]+(?=<\?xml)")
 _XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=", re.IGNORECASE)
 _BOMS = (
     codecs.BOM_UTF8,
