@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from contextvars import ContextVar
 from urllib.parse import urljoin, urlsplit
 
 import nh3
@@ -25,31 +26,43 @@ ALLOWED_ATTRIBUTES = {
 }
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 _URL_ATTRIBUTES = frozenset({"href", "src"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_SPACE = re.compile(r"\s+")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def clean_html(fragment: str, *, base_url: str = "") -> str:
     """Keep an email-safe allow-list of tags and attributes; make links and images absolute."""
+    token = _base_url.set(base_url)
+    try:
+        return _EMAIL_SAFE.clean(fragment).strip()
+    finally:
+        _base_url.reset(token)
 
-    def absolute(tag: str, attribute: str, value: str) -> str | None:
-        if attribute not in _URL_ATTRIBUTES:
-            return value
-        if value.startswith(("https://", "http://")):  # the common case, without urljoin
-            return value
-        resolved = urljoin(base_url, value.strip()) if base_url else value.strip()
-        return resolved if urlsplit(resolved).scheme.lower() in URL_SCHEMES else None
 
-    return nh3.clean(
-        fragment,
-        tags=set(ALLOWED_TAGS),
-        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
-        url_schemes=set(URL_SCHEMES),
-        attribute_filter=absolute,
-        link_rel="noopener noreferrer",
-        strip_comments=True,
-    ).strip()
+# The base URL relative links resolve against, for the cleaner built once below: building an
+# nh3 cleaner per fragment cost a third of cleaning it.
+_base_url: ContextVar[str] = ContextVar("base_url", default="")
 
+
+def _absolute(tag: str, attribute: str, value: str) -> str | None:
+    if attribute not in _URL_ATTRIBUTES:
+        return value
+    if value.startswith(("https://", "http://")):  # the common case, without urljoin
+        return value
+    base_url = _base_url.get()
+    resolved = urljoin(base_url, value.strip()) if base_url else value.strip()
+    return resolved if urlsplit(resolved).scheme.lower() in URL_SCHEMES else None
+
+
+_EMAIL_SAFE = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+    url_schemes=set(URL_SCHEMES),
+    attribute_filter=_absolute,
+    link_rel="noopener noreferrer",
+    strip_comments=True,
+)
+# No tags at all: every tag goes, and script and style with their content.
+_TEXT_ONLY = nh3.Cleaner(tags=set(), attributes={}, strip_comments=True)
 
 _BLOCK_BOUNDARY = re.compile(r"<(?=/?(?:p|br|li|div|h[1-6]|tr|td|blockquote)\b)", re.IGNORECASE)
 _FIRST_LIST = re.compile(r"<(ul|ol)\b[^>]*>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
@@ -60,9 +73,7 @@ _LIST_ITEM = re.compile(r"<li\b[^>]*>(.*?)(?=<li\b|$)", re.IGNORECASE | re.DOTAL
 def plain_text(fragment: str) -> str:
     """Text of an HTML fragment (or of plain text with entities) on one line, no control chars."""
     if "<" in fragment:
-        # nh3 with no allowed tags drops every tag, and script/style with their content.
-        spaced = _BLOCK_BOUNDARY.sub(" <", fragment)
-        fragment = nh3.clean(spaced, tags=set(), attributes={}, strip_comments=True)
+        fragment = _TEXT_ONLY.clean(_BLOCK_BOUNDARY.sub(" <", fragment))
     return single_line(html.unescape(fragment))
 
 
@@ -83,7 +94,7 @@ def web_url(value: str, base: str = "") -> str:
 
 def single_line(text: str) -> str:
     """Collapse white space and drop control characters (no CR/LF can reach a header)."""
-    return _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
+    return _SPACE_OR_CONTROL.sub(" ", text).strip()
 
 
 def key_points(clean_fragment: str, *, limit: int = 5) -> list[str]:
