@@ -14,7 +14,17 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, event, inspect
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    event,
+    inspect,
+)
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -86,11 +96,36 @@ def create_schema(engine: Engine) -> None:
         ) from None
 
 
+# The newest migration, named here so that opening an up-to-date database (every command does)
+# reads no migration scripts; tests/test_migrations.py holds it to newsletter/migrations.
+SCHEMA_HEAD = "0001"
+
+
 def _migrate(connection: Connection) -> None:
-    head = _scripts().get_current_head()
     current = MigrationContext.configure(connection).get_current_revision()
-    if current == head:
+    if current == SCHEMA_HEAD:
         return
+    if current is None and not inspect(connection).get_table_names():
+        # A new database: the models' tables at once, marked as the newest migration. Running
+        # every migration from the first would build the same tables, slower.
+        SQLModel.metadata.create_all(connection)
+        _ALEMBIC_VERSION.create(connection)
+        connection.execute(_ALEMBIC_VERSION.insert().values(version_num=SCHEMA_HEAD))
+        return
+    upgrade(connection, current)
+
+
+# Alembic's own table of the revision a database is at, as Alembic creates it.
+_ALEMBIC_VERSION = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+
+
+def upgrade(connection: Connection, current: str | None) -> None:
+    """Run the migrations from the revision the database is at up to the newest."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
