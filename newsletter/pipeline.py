@@ -154,7 +154,6 @@ def fetch_feeds(
     """
     if _parser_processes(settings, len(settings.feeds)):
         _start_fork_server()
-    database = open_database(settings)
     order = {source.name: index for index, source in enumerate(settings.feeds)}
     reports: dict[str, FeedReport] = {}
 
@@ -167,7 +166,14 @@ def fetch_feeds(
         if on_feed:
             on_feed(outcome)
 
-    with database.session() as session:
+    with ExitStack() as resources:
+        downloads = resources.enter_context(ThreadPoolExecutor(settings.fetch.concurrency, "fetch"))
+        # Loading the CA certificates lets go of the GIL: it runs beside opening the database.
+        client_ready = downloads.submit(http_client, settings.fetch.timeout)
+        database = open_database(settings)
+        resources.callback(database.dispose)
+        session = resources.enter_context(database.session())
+        client = resources.enter_context(client_ready.result())
         feeds = sorted(
             session.exec(
                 select(Feed).where(col(Feed.name).in_(order), col(Feed.disabled).is_(False))
@@ -175,62 +181,56 @@ def fetch_feeds(
             key=lambda feed: order[feed.name],
         )
         names = [feed.name for feed in feeds]
-        with ExitStack() as resources:
-            client = resources.enter_context(http_client(settings.fetch.timeout))
-            downloads = resources.enter_context(
-                ThreadPoolExecutor(settings.fetch.concurrency, "fetch")
-            )
-            fetching = {
-                downloads.submit(
-                    fetch,
-                    feed.name,
-                    feed.url,
-                    client=client,
-                    etag=feed.etag,
-                    last_modified=feed.last_modified,
-                ): feed
-                for feed in feeds
-            }
-            # After the downloads are under way: starting the parser processes waits for them.
-            parsers = resources.enter_context(_parser_pool(settings, len(feeds)))
-            store = resources.enter_context(database.engine.connect())
-            parsing: dict[Future[list[CleanEntry]], tuple[Feed, FetchResult]] = {}
-            for future in as_completed(fetching):
-                feed = fetching[future]
-                try:
-                    result = future.result()
-                except FeedError as exc:
-                    report(feed, FeedReport(feed.name, "error", error=str(exc)))
-                    continue
-                if result.moved_to:
-                    feed.url = result.moved_to
-                if result.status == "gone":
-                    feed.disabled = True
-                    report(feed, FeedReport(feed.name, "gone", error=GONE))
-                elif result.status == "not_modified":
-                    report(feed, FeedReport(feed.name, "not modified"))
-                else:
-                    job = parsers.submit(
-                        prepare_entries, result.content, result.headers, feed.name, result.url
-                    )
-                    parsing[job] = (feed, result)
-            for job in as_completed(parsing):
-                feed, result = parsing[job]
-                assert feed.id is not None
-                try:
-                    counts = store_entries(store, feed.id, job.result())
-                except FeedError as exc:
-                    store.rollback()
-                    report(feed, FeedReport(feed.name, "error", error=str(exc)))
-                    continue
-                except Exception as exc:  # one broken feed must not stop the rest
-                    store.rollback()
-                    error = f"feed {feed.name!r}: could not be processed: {exc!r}"
-                    report(feed, FeedReport(feed.name, "error", error=error))
-                    continue
-                feed.etag, feed.last_modified = result.etag, result.last_modified
-                report(feed, FeedReport(feed.name, "ok", counts))
-    database.dispose()
+        fetching = {
+            downloads.submit(
+                fetch,
+                feed.name,
+                feed.url,
+                client=client,
+                etag=feed.etag,
+                last_modified=feed.last_modified,
+            ): feed
+            for feed in feeds
+        }
+        # After the downloads are under way: starting the parser processes waits for them.
+        parsers = resources.enter_context(_parser_pool(settings, len(feeds)))
+        store = resources.enter_context(database.engine.connect())
+        parsing: dict[Future[list[CleanEntry]], tuple[Feed, FetchResult]] = {}
+        for future in as_completed(fetching):
+            feed = fetching[future]
+            try:
+                result = future.result()
+            except FeedError as exc:
+                report(feed, FeedReport(feed.name, "error", error=str(exc)))
+                continue
+            if result.moved_to:
+                feed.url = result.moved_to
+            if result.status == "gone":
+                feed.disabled = True
+                report(feed, FeedReport(feed.name, "gone", error=GONE))
+            elif result.status == "not_modified":
+                report(feed, FeedReport(feed.name, "not modified"))
+            else:
+                job = parsers.submit(
+                    prepare_entries, result.content, result.headers, feed.name, result.url
+                )
+                parsing[job] = (feed, result)
+        for job in as_completed(parsing):
+            feed, result = parsing[job]
+            assert feed.id is not None
+            try:
+                counts = store_entries(store, feed.id, job.result())
+            except FeedError as exc:
+                store.rollback()
+                report(feed, FeedReport(feed.name, "error", error=str(exc)))
+                continue
+            except Exception as exc:  # one broken feed must not stop the rest
+                store.rollback()
+                error = f"feed {feed.name!r}: could not be processed: {exc!r}"
+                report(feed, FeedReport(feed.name, "error", error=error))
+                continue
+            feed.etag, feed.last_modified = result.etag, result.last_modified
+            report(feed, FeedReport(feed.name, "ok", counts))
     return [reports[name] for name in names if name in reports]
 
 
