@@ -192,8 +192,9 @@ def _naive_utc(value: datetime) -> datetime:
 
 @functools.lru_cache(maxsize=64)
 def _sqlite_time_text(value: datetime) -> str:
-    # Cached: an import stamps all of its 100,000 rows with one time, and strftime is slow.
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    # SQLAlchemy's format for SQLite (YYYY-MM-DD HH:MM:SS.ffffff); isoformat writes it many
+    # times faster than strftime. Cached: an import stamps its 100,000 rows with one time.
+    return value.isoformat(sep=" ", timespec="microseconds")
 
 
 def compact_after_erasure(engine: Engine) -> None:
