@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from contextvars import ContextVar
@@ -80,6 +81,7 @@ def plain_text(fragment: str) -> str:
 _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f]")
 
 
+@functools.lru_cache(maxsize=1024)  # a feed's own link is resolved again for every entry
 def web_url(value: str, base: str = "") -> str:
     """An absolute http(s) URL made from a feed value, or "" (javascript:, data:, junk)."""
     value = value.strip()
