@@ -192,8 +192,7 @@ def fetch_feeds(
             ): feed
             for feed in feeds
         }
-        # After the downloads are under way: starting the parser processes waits for them.
-        parsers = resources.enter_context(_parser_pool(settings, len(feeds)))
+        parsers: Executor | None = None  # started by the first feed that changed
         store = resources.enter_context(database.engine.connect())
         parsing: dict[Future[list[CleanEntry]], tuple[Feed, FetchResult]] = {}
         for future in as_completed(fetching):
@@ -211,6 +210,8 @@ def fetch_feeds(
             elif result.status == "not_modified":
                 report(feed, FeedReport(feed.name, "not modified"))
             else:
+                if parsers is None:
+                    parsers = resources.enter_context(_parser_pool(settings, len(feeds)))
                 job = parsers.submit(
                     prepare_entries, result.content, result.headers, feed.name, result.url
                 )
