@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import charset_normalizer
 import feedparser
 import feedparser.api
 
@@ -91,6 +90,9 @@ def with_detected_charset(data: bytes, headers: Mapping[str, str]) -> dict[str, 
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
+        # Imported here: few feeds need it, and every parser process would import it first.
+        import charset_normalizer
+
         best = charset_normalizer.from_bytes(data[:65536]).best()
         if best is not None:
             media_type = content_type.split(";")[0].strip() or "application/xml"
