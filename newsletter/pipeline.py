@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import socket
 import subprocess
@@ -56,6 +54,7 @@ from newsletter.errors import DeliveryRefused, FeedError, NewsletterError
 from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchResult, fetch, http_client
 from newsletter.feeds.ingest import IngestCounts, store_entries
+from newsletter.feeds.processes import parser_context, start_fork_server
 from newsletter.models import (
     Bounce,
     Briefing,
@@ -153,7 +152,7 @@ def fetch_feeds(
     One bad feed is reported and never stops the others; each entry is committed as stored.
     """
     if _parser_processes(settings, len(settings.feeds)):
-        _start_fork_server()
+        start_fork_server()  # unless `newsletter fetch` started it already
     order = {source.name: index for index, source in enumerate(settings.feeds)}
     reports: dict[str, FeedReport] = {}
 
@@ -256,24 +255,12 @@ def _parser_processes(settings: Settings, feeds: int) -> int:
     return 0 if feeds < 2 or workers < 2 else min(workers, feeds)
 
 
-def _start_fork_server() -> None:
-    """Start it first thing: it imports the parsers' modules while the database opens and the
-    feeds download; started with the pool, it kept the first parse waiting half a second."""
-    _parser_context().set_forkserver_preload(["newsletter.feeds.clean"])
-    multiprocessing.forkserver.ensure_running()
-
-
-def _parser_context() -> multiprocessing.context.BaseContext:
-    # forkserver: forking a process that already runs download threads is unsafe.
-    return multiprocessing.get_context("forkserver")
-
-
 def _parser_pool(settings: Settings, feeds: int) -> Executor:
     processes = _parser_processes(settings, feeds)
     if not processes:
         return _InlineExecutor()
-    _start_fork_server()  # already running unless config.toml and the database disagree
-    pool = ProcessPoolExecutor(processes, mp_context=_parser_context())
+    start_fork_server()  # already running unless config.toml and the database disagree
+    pool = ProcessPoolExecutor(processes, mp_context=parser_context())
     # Start the processes now, while the feeds download, not when the first one arrives.
     for _ in range(processes):
         pool.submit(os.getpid)

@@ -9,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from newsletter import pipeline
+from newsletter.__main__ import _fetching
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database
 from newsletter.models import Briefing, Feed
@@ -204,3 +206,22 @@ def test_the_installed_command_fetches_several_feeds_in_its_parser_processes(
     assert summary, result.stdout
     # A feed that repeats a guid (an entry and its edit) updates the briefing it just added.
     assert int(summary.group(1)) + int(summary.group(2)) == total
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fetching"),
+    [
+        (["fetch"], True),
+        (["--config", "fetch", "fetch", "--strict"], True),
+        (["-c", "other.toml", "fetch"], True),
+        (["fetch", "--help"], False),
+        (["feeds"], False),
+        (["subscribers", "import", "fetch"], False),
+        (["--config", "fetch"], False),
+        ([], False),
+    ],
+)
+def test_only_the_fetch_command_starts_the_parser_server_early(
+    arguments: list[str], fetching: bool
+) -> None:
+    assert _fetching(arguments) is fetching
