@@ -16,9 +16,10 @@ from newsletter.config import load_settings
 from newsletter.db import Database
 from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import FeedError
-from newsletter.feeds.clean import CleanEntry, clean_entry, prepare_entries
+from newsletter.feeds.clean import MAX_DEK_CHARS, CleanEntry, clean_entry, prepare_entries
 from newsletter.feeds.ingest import store_entries
-from newsletter.feeds.parse import parse_feed
+from newsletter.feeds.parse import ParsedEntry, ParsedFeed, parse_feed
+from newsletter.feeds.sanitize import plain_text
 from newsletter.models import Briefing, Feed
 from newsletter.pipeline import open_database
 from tests.conftest import CORPUS, ROOT, Project
@@ -208,6 +209,32 @@ HOSTILE_LINKS = b"""<?xml version="1.0"?><rss version="2.0"><channel>
 <item><title>Forged marker [[nl-0000:email]]</title><guid>c</guid>
 <link>https://hostile.example/c?who=[[nl:email]]</link></item>
 </channel></rss>"""
+
+
+def _dek_of_whole_summary(summary_html: str) -> str:
+    text = plain_text(summary_html)
+    if len(text) <= MAX_DEK_CHARS:
+        return text
+    return text[: MAX_DEK_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
+def test_the_dek_of_a_long_summary_is_the_start_of_its_whole_text() -> None:
+    checked = 0
+    for path in sorted((FEEDS / "real").iterdir()):
+        if path.suffix not in (".xml", ".rss", ".atom", ".rdf"):
+            continue
+        parsed = parse_feed(path.read_bytes(), name=path.name)
+        for entry in parsed.entries:
+            if entry.content_html:
+                dek = clean_entry(entry, parsed, path.as_uri()).dek
+                assert dek == _dek_of_whole_summary(entry.summary_html), path.name
+                checked += 1
+    assert checked > 400
+    # Markup so heavy that the first few thousand characters hold little text.
+    heavy = '<p><a href="https://example.com/a" title="x">a</a></p>' * 200 + "<p>" + "word " * 200
+    entry = ParsedEntry("g", "https://example.com/", "T", heavy, "<p>body</p>", (), None, "", "")
+    feed = ParsedFeed("Feed", "https://example.com/")
+    assert clean_entry(entry, feed, "https://example.com/feed").dek == _dek_of_whole_summary(heavy)
 
 
 def test_only_absolute_web_links_from_a_feed_reach_the_email() -> None:
