@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from newsletter.db import driver_sql, driver_time
 from newsletter.feeds.clean import CleanEntry
-from newsletter.models import Briefing, utcnow
+from newsletter.models import Briefing, Feed, utcnow
 
 
 @dataclass
@@ -95,3 +95,27 @@ def store_entries(
         connection.commit()
         stored[clean.guid] = digest
     return counts
+
+
+_FEED_FETCHED = (
+    "UPDATE feed SET url = ?, etag = ?, last_modified = ?, disabled = ?, last_fetched_at = ?, "
+    "last_error = ? WHERE id = ?"
+)
+
+
+def record_fetch(connection: Connection, feed: Feed) -> None:
+    """Write what a fetch learnt of a feed (its URL, validators, state, time and error)."""
+    fetched = driver_time(connection, feed.last_fetched_at) if feed.last_fetched_at else None
+    connection.exec_driver_sql(
+        driver_sql(connection, _FEED_FETCHED),
+        (
+            feed.url,
+            feed.etag,
+            feed.last_modified,
+            feed.disabled,
+            fetched,
+            feed.last_error,
+            feed.id,
+        ),
+    )
+    connection.commit()
