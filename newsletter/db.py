@@ -25,6 +25,7 @@ from sqlalchemy import (
     event,
     inspect,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -161,29 +162,62 @@ def bulk_insert(
     Values must already be in database form (JSON as text), times UTC.
     """
     connection = session.connection()
+    dialect = connection.dialect
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     connection.exec_driver_sql(
-        driver_sql(connection, sql), [driver_values(connection, row) for row in rows]
+        driver_sql(dialect, sql), [driver_values(dialect, row) for row in rows]
     )
 
 
-def driver_sql(connection: Connection, sql: str) -> str:
-    """SQL written with ? for its parameters, in the parameter style of the connection's driver."""
-    return sql if connection.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+class DriverConnection:
+    """A connection used through its driver (DB-API), with SQL written with ? for parameters:
+    for statements run so often that SQLAlchemy's handling of each cost more than the
+    database's work (storing a feed's entries, one commit each)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.dialect = engine.dialect
+        self._connection = engine.raw_connection()
+        self._cursor = self._connection.cursor()
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; the rows it returns, if any."""
+        self._cursor.execute(driver_sql(self.dialect, sql), driver_values(self.dialect, parameters))
+        return list(self._cursor.fetchall()) if self._cursor.description else []
+
+    def commit(self) -> None:
+        self._connection.commit()
+
+    def rollback(self) -> None:
+        self._connection.rollback()
+
+    def close(self) -> None:
+        self._connection.close()  # back to the engine's pool, rolled back
+
+    def __enter__(self) -> DriverConnection:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
-def driver_values(connection: Connection, values: Iterable[Any]) -> tuple[Any, ...]:
-    """Values as SQLAlchemy itself would hand them to the driver (see driver_time)."""
-    return tuple(driver_time(connection, v) if isinstance(v, datetime) else v for v in values)
+@functools.lru_cache(maxsize=64)
+def _format_sql(sql: str) -> str:
+    return sql.replace("?", "%s")
 
 
-def driver_time(connection: Connection, value: datetime) -> Any:
-    """A time as SQLAlchemy would hand it to the driver: naive UTC, and on SQLite the text it
-    stores. For statements run so often that SQLAlchemy's processing of every parameter
-    costs more than the database's work."""
-    if connection.dialect.name == "sqlite":
-        return _sqlite_time_text(_naive_utc(value))
-    return _naive_utc(value)
+def driver_sql(dialect: Dialect, sql: str) -> str:
+    """SQL written with ? for its parameters, in the parameter style of the dialect's driver."""
+    return sql if dialect.paramstyle == "qmark" else _format_sql(sql)
+
+
+def driver_values(dialect: Dialect, values: Iterable[Any]) -> tuple[Any, ...]:
+    """Values as SQLAlchemy would hand them to the driver: times naive UTC, and on SQLite the
+    text it stores."""
+    if dialect.name == "sqlite":
+        return tuple(
+            _sqlite_time_text(_naive_utc(v)) if isinstance(v, datetime) else v for v in values
+        )
+    return tuple(_naive_utc(v) if isinstance(v, datetime) else v for v in values)
 
 
 def _naive_utc(value: datetime) -> datetime:

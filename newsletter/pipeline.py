@@ -42,7 +42,13 @@ from newsletter.audience.tokens import (
 from newsletter.bounces.imap import ImapBox
 from newsletter.bounces.process import LocalBox, ProcessReport, Source, process_mailbox
 from newsletter.config import Settings, smtp_password
-from newsletter.db import Database, compact_after_erasure, list_row, sync_config
+from newsletter.db import (
+    Database,
+    DriverConnection,
+    compact_after_erasure,
+    list_row,
+    sync_config,
+)
 from newsletter.digest.builder import (
     DigestView,
     build_digest,
@@ -180,7 +186,7 @@ def fetch_feeds(
                 key=lambda feed: order[feed.name],
             )
         client = resources.enter_context(client_ready.result())
-        store = resources.enter_context(database.engine.connect())
+        store = resources.enter_context(DriverConnection(database.engine))
         names = [feed.name for feed in feeds]
         fetching = {
             downloads.submit(

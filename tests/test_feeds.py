@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import select
 
 from newsletter.config import load_settings
-from newsletter.db import Database
+from newsletter.db import Database, DriverConnection
 from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import FeedError
 from newsletter.feeds.clean import MAX_DEK_CHARS, CleanEntry, clean_entry, prepare_entries
@@ -123,7 +123,7 @@ def test_a_crash_mid_feed_keeps_the_briefings_stored_before_it(project: Project)
         yield from entries[:5]
         raise RuntimeError("killed")
 
-    with database.engine.connect() as connection, pytest.raises(RuntimeError):
+    with DriverConnection(database.engine) as connection, pytest.raises(RuntimeError):
         store_entries(connection, feed_id, failing_after_five())
     database.dispose()
     assert [b.guid for b in briefings(project)] == [e.guid for e in entries[:5]]
@@ -134,7 +134,7 @@ def test_an_edit_moves_the_date_only_when_it_carries_one(project: Project) -> No
     database, feed_id, entries = _sample_entries(project)
     first, second = entries[0], entries[1]
     later = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
-    with database.engine.connect() as connection:
+    with DriverConnection(database.engine) as connection:
         assert store_entries(connection, feed_id, entries).new == 15
         dated_before = {b.guid: b.published_at for b in briefings(project)}
         edits = [

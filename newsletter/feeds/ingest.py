@@ -6,12 +6,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
-from sqlmodel import col, select
-
-from newsletter.db import driver_sql, driver_time
+from newsletter.db import DriverConnection
 from newsletter.feeds.clean import CleanEntry
-from newsletter.models import Briefing, Feed, utcnow
+from newsletter.models import Feed, utcnow
 
 
 @dataclass
@@ -38,31 +35,25 @@ _INSERT = (
     f"INSERT INTO briefing (first_seen_at, published_at, {', '.join(_EDITABLE)}, feed_id, guid) "
     f"VALUES ({', '.join('?' * (4 + len(_EDITABLE)))})"
 )
+_STORED = "SELECT guid, content_hash FROM briefing WHERE feed_id = ?"
 _SET_EDITABLE = f"UPDATE briefing SET {', '.join(f'{name} = ?' for name in _EDITABLE)}"
 _UPDATE_KEEPING_DATE = f"{_SET_EDITABLE} WHERE feed_id = ? AND guid = ?"
 _UPDATE = f"{_SET_EDITABLE}, published_at = ? WHERE feed_id = ? AND guid = ?"
 
 
 def store_entries(
-    connection: Connection, feed_id: int, entries: Iterable[CleanEntry]
+    connection: DriverConnection, feed_id: int, entries: Iterable[CleanEntry]
 ) -> IngestCounts:
     """Insert new briefings and update edited ones, committing each so a crash keeps the rest.
 
     Plain SQL through the driver: this runs once per entry of every feed, and SQLAlchemy's
-    processing of each statement's parameters cost more than the database's writing.
+    handling of each statement cost more than the database's writing.
     """
     counts = IngestCounts()
     # One time for the whole fetch: undated entries then keep the feed's own order.
-    now = driver_time(connection, utcnow())
-    stored = dict(
-        connection.execute(
-            select(Briefing.guid, Briefing.content_hash).where(col(Briefing.feed_id) == feed_id)
-        ).all()
-    )
+    now = utcnow()
+    stored = dict(connection.execute(_STORED, (feed_id,)))
     connection.commit()
-    insert, update, update_keeping_date = (
-        driver_sql(connection, sql) for sql in (_INSERT, _UPDATE, _UPDATE_KEEPING_DATE)
-    )
     for clean in entries:
         digest = clean.content_hash
         known = stored.get(clean.guid)
@@ -81,16 +72,15 @@ def store_entries(
             digest,
             now,
         )
-        published = driver_time(connection, clean.published) if clean.published else None
         key = (feed_id, clean.guid)
         if known is None:
-            connection.exec_driver_sql(insert, (now, published or now, *edited, *key))
+            connection.execute(_INSERT, (now, clean.published or now, *edited, *key))
             counts.new += 1
-        elif published:
-            connection.exec_driver_sql(update, (*edited, published, *key))
+        elif clean.published:
+            connection.execute(_UPDATE, (*edited, clean.published, *key))
             counts.updated += 1
         else:  # an edit without a date keeps the date first seen
-            connection.exec_driver_sql(update_keeping_date, (*edited, *key))
+            connection.execute(_UPDATE_KEEPING_DATE, (*edited, *key))
             counts.updated += 1
         connection.commit()
         stored[clean.guid] = digest
@@ -103,17 +93,16 @@ _FEED_FETCHED = (
 )
 
 
-def record_fetch(connection: Connection, feed: Feed) -> None:
+def record_fetch(connection: DriverConnection, feed: Feed) -> None:
     """Write what a fetch learnt of a feed (its URL, validators, state, time and error)."""
-    fetched = driver_time(connection, feed.last_fetched_at) if feed.last_fetched_at else None
-    connection.exec_driver_sql(
-        driver_sql(connection, _FEED_FETCHED),
+    connection.execute(
+        _FEED_FETCHED,
         (
             feed.url,
             feed.etag,
             feed.last_modified,
             feed.disabled,
-            fetched,
+            feed.last_fetched_at,
             feed.last_error,
             feed.id,
         ),
