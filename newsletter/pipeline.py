@@ -17,7 +17,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     as_completed,
 )
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
@@ -157,8 +157,6 @@ def fetch_feeds(
 
     One bad feed is reported and never stops the others; each entry is committed as stored.
     """
-    if _parser_processes(settings, len(settings.feeds)):
-        start_fork_server()  # unless `newsletter fetch` started it already
     order = {source.name: index for index, source in enumerate(settings.feeds)}
     reports: dict[str, FeedReport] = {}
 
@@ -171,6 +169,7 @@ def fetch_feeds(
             on_feed(outcome)
 
     with ExitStack() as resources:
+        parsers = resources.enter_context(_parser_pool(settings, len(settings.feeds)))
         downloads = resources.enter_context(ThreadPoolExecutor(settings.fetch.concurrency, "fetch"))
         # Loading the CA certificates lets go of the GIL: it runs beside opening the database.
         client_ready = downloads.submit(http_client, settings.fetch.timeout)
@@ -199,7 +198,6 @@ def fetch_feeds(
             ): feed
             for feed in feeds
         }
-        parsers: Executor | None = None  # started by the first feed that changed
         parsing: dict[Future[list[CleanEntry]], tuple[Feed, FetchResult]] = {}
         for future in as_completed(fetching):
             feed = fetching[future]
@@ -216,8 +214,6 @@ def fetch_feeds(
             elif result.status == "not_modified":
                 report(feed, FeedReport(feed.name, "not modified"))
             else:
-                if parsers is None:
-                    parsers = resources.enter_context(_parser_pool(settings, len(feeds)))
                 job = parsers.submit(
                     prepare_entries, result.content, result.headers, feed.name, result.url
                 )
@@ -266,12 +262,18 @@ def _parser_pool(settings: Settings, feeds: int) -> Executor:
     processes = _parser_processes(settings, feeds)
     if not processes:
         return _InlineExecutor()
-    start_fork_server()  # already running unless config.toml and the database disagree
+    start_fork_server()  # unless `newsletter fetch` started it already
     pool = ProcessPoolExecutor(processes, mp_context=parser_context())
-    # Start the processes now, while the feeds download, not when the first one arrives.
-    for _ in range(processes):
-        pool.submit(os.getpid)
+    # Starting a process waits for the fork server: done in the background, while the database
+    # opens and the feeds download, the processes are up when the first feed arrives.
+    threading.Thread(target=_start_processes, args=(pool, processes), daemon=True).start()
     return pool
+
+
+def _start_processes(pool: ProcessPoolExecutor, processes: int) -> None:
+    with suppress(RuntimeError):  # the fetch ended first, and shut the pool down
+        for _ in range(processes):
+            pool.submit(os.getpid)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ import multiprocessing
 import multiprocessing.forkserver
 from multiprocessing.context import BaseContext
 
-# What every parser process needs: imported once, in the server, and shared by its forks.
-PRELOAD = ["newsletter.feeds.clean"]
+# What every parser process needs: imported once, in the server, and shared by its forks
+# (concurrent.futures.process runs the process pool's side of a parser process).
+PRELOAD = ["newsletter.feeds.clean", "concurrent.futures.process"]
 
 
 def start_fork_server() -> None:
