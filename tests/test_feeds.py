@@ -237,6 +237,12 @@ def test_the_dek_of_a_long_summary_is_the_start_of_its_whole_text() -> None:
     assert clean_entry(entry, feed, "https://example.com/feed").dek == _dek_of_whole_summary(heavy)
 
 
+def test_titles_are_one_line_without_control_characters() -> None:
+    hostile = "Breaking:\r\nBcc: x@example.com\x00\x1b[31m\u2028red\x85 \u00a0news\x9f\t end "
+    assert plain_text(hostile) == "Breaking: Bcc: x@example.com [31m red news end"
+    assert plain_text("<b>Bold</b>&amp;<br>next\nline") == "Bold& next line"
+
+
 def test_only_absolute_web_links_from_a_feed_reach_the_email() -> None:
     parsed = parse_feed(HOSTILE_LINKS, name="hostile")
     script, relative, forged = (

@@ -27,7 +27,8 @@ ALLOWED_ATTRIBUTES = {
 }
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 _URL_ATTRIBUTES = frozenset({"href", "src"})
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# The C0 and C1 controls that are not white space (str.split() takes care of those).
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 
 
 def clean_html(fragment: str, *, base_url: str = "") -> str:
@@ -87,7 +88,8 @@ def web_url(value: str, base: str = "") -> str:
     value = value.strip()
     if not value:
         return ""
-    candidate = urljoin(base, value) if base else value
+    absolute = value.startswith(("https://", "http://"))  # most are: no urljoin for them
+    candidate = urljoin(base, value) if base and not absolute else value
     parts = urlsplit(candidate)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return ""
@@ -96,7 +98,7 @@ def web_url(value: str, base: str = "") -> str:
 
 def single_line(text: str) -> str:
     """Collapse white space and drop control characters (no CR/LF can reach a header)."""
-    return _SPACE_OR_CONTROL.sub(" ", text).strip()
+    return " ".join(_CONTROL.sub(" ", text).split())
 
 
 def key_points(clean_fragment: str, *, limit: int = 5) -> list[str]:
