@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from newsletter import pipeline
 from newsletter.config import load_settings
 from newsletter.db import Database, DriverConnection
 from newsletter.digest.themes import ThemeMatcher
@@ -19,7 +21,7 @@ from newsletter.errors import FeedError
 from newsletter.feeds.clean import MAX_DEK_CHARS, CleanEntry, clean_entry, prepare_entries
 from newsletter.feeds.ingest import store_entries
 from newsletter.feeds.parse import ParsedEntry, ParsedFeed, parse_feed
-from newsletter.feeds.sanitize import plain_text
+from newsletter.feeds.sanitize import plain_text, web_url
 from newsletter.models import Briefing, Feed
 from newsletter.pipeline import open_database
 from tests.conftest import CORPUS, ROOT, Project
@@ -253,6 +255,44 @@ def test_only_absolute_web_links_from_a_feed_reach_the_email() -> None:
     assert relative.url == "https://hostile.example/posts/2"
     assert relative.source_url == "https://outlet.example/feed"
     assert forged.url.startswith("https://hostile.example/c?who=")
+
+
+def test_a_link_wrapped_across_lines_in_the_feed_is_kept_whole() -> None:
+    assert web_url("https://site.example/a-long-\narticle") == "https://site.example/a-long-article"
+    assert web_url("/a-long-\narticle", "https://site.example/") == (
+        "https://site.example/a-long-article"
+    )
+
+
+def test_a_feed_moved_in_config_during_a_fetch_keeps_its_new_address(project: Project) -> None:
+    samples = project.folder / "samples"
+    shutil.copy(samples / "briefings.xml", samples / "second.xml")
+    data = project.config()
+    data["feeds"].append({"name": "Second", "url": "samples/second.xml"})
+    project.write_config(data)
+    settings = load_settings(project.config_path)
+    moved: list[str] = []
+
+    def move_the_other_feed(report: pipeline.FeedReport) -> None:
+        # An editor moves a feed while the fetch runs, and any command syncs the database.
+        if moved:
+            return
+        data = project.config()
+        other = next(feed for feed in data["feeds"] if feed["name"] != report.name)
+        new_path = other["url"].replace(".xml", "-moved.xml")
+        shutil.copy(project.folder / other["url"], project.folder / new_path)
+        other["url"] = new_path
+        project.write_config(data)
+        open_database(load_settings(project.config_path)).dispose()
+        moved.append(other["name"])
+
+    pipeline.fetch_feeds(settings, on_feed=move_the_other_feed)
+    database = Database(load_settings(project.config_path))
+    with database.session() as session:
+        feed = session.exec(select(Feed).where(Feed.name == moved[0])).one()
+    database.dispose()
+    assert feed.url == feed.config_url
+    assert feed.url.endswith("-moved.xml")
 
 
 def test_a_web_page_is_not_a_feed() -> None:

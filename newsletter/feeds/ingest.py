@@ -87,9 +87,12 @@ def store_entries(
     return counts
 
 
+# Only while the row still points where the fetch went: a config.toml that moved the feed
+# meanwhile (any command syncs it) starts it afresh, and this fetch's URL and validators
+# must not overwrite that.
 _FEED_FETCHED = (
     "UPDATE feed SET url = ?, etag = ?, last_modified = ?, disabled = ?, last_fetched_at = ?, "
-    "last_error = ? WHERE id = ?"
+    "last_error = ? WHERE id = ? AND config_url = ?"
 )
 
 
@@ -105,6 +108,7 @@ def record_fetch(connection: DriverConnection, feed: Feed) -> None:
             feed.last_fetched_at,
             feed.last_error,
             feed.id,
+            feed.config_url,
         ),
     )
     connection.commit()
