@@ -85,11 +85,11 @@ _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f]")
 @functools.lru_cache(maxsize=1024)  # a feed's own link is resolved again for every entry
 def web_url(value: str, base: str = "") -> str:
     """An absolute http(s) URL made from a feed value, or "" (javascript:, data:, junk)."""
-    value = value.strip()
+    # Tabs and line breaks inside a URL are dropped, as browsers do: feeds wrap long links.
+    value = value.strip().replace("\n", "").replace("\r", "").replace("\t", "")
     if not value:
         return ""
-    absolute = value.startswith(("https://", "http://"))  # most are: no urljoin for them
-    candidate = urljoin(base, value) if base and not absolute else value
+    candidate = urljoin(base, value) if base else value
     parts = urlsplit(candidate)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return ""
