@@ -202,7 +202,7 @@ class DriverConnection:
 
 @functools.lru_cache(maxsize=64)
 def _format_sql(sql: str) -> str:
-    return sql.replace("?", "%s")
+    return sql.replace("%", "%%").replace("?", "%s")
 
 
 def driver_sql(dialect: Dialect, sql: str) -> str:

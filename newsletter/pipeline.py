@@ -58,7 +58,7 @@ from newsletter.digest.builder import (
 )
 from newsletter.errors import DeliveryRefused, FeedError, NewsletterError
 from newsletter.feeds.clean import CleanEntry, prepare_entries
-from newsletter.feeds.fetch import FetchResult, fetch, http_client
+from newsletter.feeds.fetch import FetchResult, HttpClient, fetch, http_client
 from newsletter.feeds.ingest import IngestCounts, record_fetch, store_entries
 from newsletter.feeds.processes import parser_context, start_fork_server
 from newsletter.models import (
@@ -170,9 +170,11 @@ def fetch_feeds(
 
     with ExitStack() as resources:
         parsers = resources.enter_context(_parser_pool(settings, len(settings.feeds)))
+        client_ready: Future[HttpClient] = Future()
+        resources.callback(_close_when_made, client_ready)  # after the downloads have ended
         downloads = resources.enter_context(ThreadPoolExecutor(settings.fetch.concurrency, "fetch"))
         # Loading the CA certificates lets go of the GIL: it runs beside opening the database.
-        client_ready = downloads.submit(http_client, settings.fetch.timeout)
+        downloads.submit(_make_client, client_ready, settings.fetch.timeout)
         database = open_database(settings)
         resources.callback(database.dispose)
         # Read once: what the fetch learns of each feed is written by record_fetch, a statement
@@ -184,7 +186,7 @@ def fetch_feeds(
                 ).all(),
                 key=lambda feed: order[feed.name],
             )
-        client = resources.enter_context(client_ready.result())
+        client = client_ready.result()
         store = resources.enter_context(DriverConnection(database.engine))
         names = [feed.name for feed in feeds]
         fetching = {
@@ -235,6 +237,18 @@ def fetch_feeds(
             feed.etag, feed.last_modified = result.etag, result.last_modified
             report(feed, FeedReport(feed.name, "ok", counts))
     return [reports[name] for name in names if name in reports]
+
+
+def _make_client(made: Future[HttpClient], timeout: float) -> None:
+    try:
+        made.set_result(http_client(timeout))
+    except BaseException as exc:  # handed to whoever waits for the client
+        made.set_exception(exc)
+
+
+def _close_when_made(made: Future[HttpClient]) -> None:
+    if made.done() and not made.exception():
+        made.result().close()
 
 
 GONE = "the server says the feed is gone (HTTP 410); it is now disabled"

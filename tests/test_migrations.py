@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel, create_engine
 
 from newsletter.db import SCHEMA_HEAD, _scripts, create_schema, upgrade
@@ -22,12 +23,39 @@ def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
     _assert_schema_is_the_models_at_head(engine)
 
 
-def test_a_new_database_is_the_models_marked_at_the_newest_migration(tmp_path: Path) -> None:
+def test_a_new_database_is_the_migrated_schema_marked_at_the_newest_migration(
+    tmp_path: Path,
+) -> None:
     assert _scripts().get_current_head() == SCHEMA_HEAD, "set newsletter.db.SCHEMA_HEAD"
-    engine = create_engine(f"sqlite:///{tmp_path / 'new.db'}")
-    create_schema(engine)
-    _assert_schema_is_the_models_at_head(engine)
-    create_schema(engine)  # opening it again changes nothing
+    new = create_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    create_schema(new)
+    migrated = create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    with migrated.begin() as connection:
+        upgrade(connection, None)
+    assert _schema(new) == _schema(migrated)
+    _assert_schema_is_the_models_at_head(new)
+    migrated.dispose()
+    create_schema(new)  # opening it again changes nothing
+
+
+def _schema(engine: Engine) -> dict[str, Any]:
+    inspector = inspect(engine)
+    return {
+        table: (
+            [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+            inspector.get_pk_constraint(table)["constrained_columns"],
+            sorted(
+                (i["name"], tuple(i["column_names"]), i["unique"])
+                for i in inspector.get_indexes(table)
+            ),
+            sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+            sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"])
+                for f in inspector.get_foreign_keys(table)
+            ),
+        )
+        for table in inspector.get_table_names()
+    }
 
 
 def _assert_schema_is_the_models_at_head(engine: Engine) -> None:
