@@ -594,10 +594,13 @@ class Draft:
     sent_at: datetime | None = None  # set when this is a digest that already went out
 
 
-def draft(settings: Settings, slug: str, *, or_last_sent: bool = False) -> Draft | None:
+def draft(
+    settings: Settings, slug: str, *, or_last_sent: bool = False, subject_prefix: str = ""
+) -> Draft | None:
     """What `send` would send now, built and rendered but not stored; None if nothing is new.
 
-    With `or_last_sent`, when nothing is new: the list's last digest, as it went out."""
+    With `or_last_sent`, when nothing is new: the list's last digest, as it went out. The
+    message's subject starts with `subject_prefix` (a test copy's mark)."""
     with database_session(settings) as session:
         mailing_list = list_row(session, settings, slug)
         digest = pending_digest(session, mailing_list) or build_digest(
@@ -614,7 +617,7 @@ def draft(settings: Settings, slug: str, *, or_last_sent: bool = False) -> Draft
         rendered = _rendered(session, settings, digest)
         view = digest_view(session, digest)
         digest.html, digest.text = rendered.html, rendered.text
-        message = prepare_message(settings, digest, mailing_list)
+        message = prepare_message(settings, digest, mailing_list, subject_prefix)
         sent_at = digest.sent_at if digest.status == DigestStatus.SENT else None
         session.rollback()
         return Draft(view, rendered, message, sent_at)
@@ -631,6 +634,10 @@ class CopyReport:
     sent_at: datetime | None  # nothing new: the copy is of the list's last digest, sent then
 
 
+# A test copy says so in the inbox, where it sits beside the real issue.
+TEST_COPY_MARK = "[Test] "
+
+
 def send_test(
     settings: Settings, slug: str, address: str, *, dry_run: bool = False
 ) -> CopyReport | None:
@@ -639,7 +646,7 @@ def send_test(
 
     A dry run renders the copy and sends nothing."""
     to = ascii_address(normalize_email(address))
-    current = draft(settings, slug, or_last_sent=True)
+    current = draft(settings, slug, or_last_sent=True, subject_prefix=TEST_COPY_MARK)
     if current is None:
         return None
     copy = CopyReport(current.view.subject, current.sent_at)
@@ -978,12 +985,12 @@ def dkim_signer(settings: Settings) -> DkimSigner | None:
 
 
 def prepare_message(
-    settings: Settings, digest: Digest, mailing_list: MailingList
+    settings: Settings, digest: Digest, mailing_list: MailingList, subject_prefix: str = ""
 ) -> PreparedMessage:
     publication = settings.publication
     return PreparedMessage(
         sender=publication.from_,
-        subject=digest.subject,
+        subject=subject_prefix + digest.subject,
         text=digest.text,
         html_body=digest.html,
         list_id=f"{mailing_list.name} <{mailing_list.slug}.{publication.domain}>",

@@ -55,6 +55,7 @@ def test_send_to_smtp_delivers_once_per_subscriber_and_never_twice(
     copy = smtp_project.cli("send", "--list", "weekly", "--to", "editor@example.com").output
     assert f"Test copy of “{sent_subject}” sent to editor@example.com" in copy
     assert smtp_server.received[-1].recipients == ["editor@example.com"]
+    assert smtp_server.received[-1].message["Subject"] == f"[Test] {sent_subject}"
     assert len(smtp_server.received) == SAMPLE_SUBSCRIBERS + 1
 
 

@@ -108,6 +108,7 @@ def test_test_copy_goes_to_one_address_outside_the_ledger(
     output = smtp_project.cli("send", "--list", "weekly", "--to", "editor@example.com").output
     assert "Test copy of “SignalDesk Weekly:" in output
     assert [r.recipients for r in smtp_server.received] == [["editor@example.com"]]
+    assert smtp_server.received[0].message["Subject"].startswith("[Test] SignalDesk Weekly: ")
     assert "No digests yet." in smtp_project.cli("status").output
     assert "6 sent" in smtp_project.cli("send", "--list", "weekly", "--yes").output
 
