@@ -74,7 +74,7 @@ def clean_entry(entry: ParsedEntry, feed: ParsedFeed, feed_url: str) -> CleanEnt
 
 
 # How much of a summary's HTML to read for a dek at first: many feeds repeat the whole
-# article in it, and cleaning all of that for 400 characters was a fifth of the cleaning.
+# article in it, and cleaning all of that for 400 characters was a fifth of what nh3 read.
 _SUMMARY_HTML_READ = 8 * MAX_DEK_CHARS
 
 
