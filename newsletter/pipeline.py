@@ -174,7 +174,7 @@ def fetch_feeds(
         resources.callback(_close_when_made, client_ready)  # after the downloads have ended
         downloads = resources.enter_context(ThreadPoolExecutor(settings.fetch.concurrency, "fetch"))
         # Loading the CA certificates lets go of the GIL: it runs beside opening the database.
-        downloads.submit(_make_client, client_ready, settings.fetch.timeout)
+        downloads.submit(_settle, client_ready, http_client, settings.fetch.timeout)
         database = open_database(settings)
         resources.callback(database.dispose)
         # Read once: what the fetch learns of each feed is written by record_fetch, a statement
@@ -239,13 +239,6 @@ def fetch_feeds(
     return [reports[name] for name in names if name in reports]
 
 
-def _make_client(made: Future[HttpClient], timeout: float) -> None:
-    try:
-        made.set_result(http_client(timeout))
-    except BaseException as exc:  # handed to whoever waits for the client
-        made.set_exception(exc)
-
-
 def _close_when_made(made: Future[HttpClient]) -> None:
     if made.done() and not made.exception():
         made.result().close()
@@ -258,12 +251,16 @@ class _InlineExecutor(Executor):
     """Runs jobs at once in this process: for one feed a process pool costs more than it saves."""
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # handed to the caller through the future
-            future.set_exception(exc)
-        return future
+        return _settle(Future(), fn, *args, **kwargs)
+
+
+def _settle(future: Future[T], fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+    """Run fn and put its result, or what it raised, in the future."""
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as exc:  # handed to whoever waits on the future
+        future.set_exception(exc)
+    return future
 
 
 def _parser_processes(settings: Settings, feeds: int) -> int:
