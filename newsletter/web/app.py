@@ -112,22 +112,21 @@ def create_app(settings: Settings) -> Starlette:
         )
         return message(heading, "Thank you for confirming. The next issue will reach you.")
 
+    def pointing_to_archive(heading: str, text: str) -> Response:
+        return message(heading, text, link="/archive", link_text="Read past issues")
+
     async def unsubscribe_help(request: Request) -> Response:
-        return message(
+        return pointing_to_archive(
             "Unsubscribe",
             "Every issue we send has an unsubscribe link at the bottom, made for the "
             "address it went to. Use that link to leave the list at once.",
-            link="/archive",
-            link_text="Read past issues",
         )
 
     async def preview_link(request: Request) -> Response:
-        return message(
+        return pointing_to_archive(
             "This is a preview",
             "This unsubscribe link comes from a preview or a test copy of an issue, so it "
             "unsubscribes nobody. In the issue readers get, the same link leaves the list at once.",
-            link="/archive",
-            link_text="Read past issues",
         )
 
     async def archive(request: Request) -> Response:
