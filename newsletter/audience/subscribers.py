@@ -173,6 +173,11 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str], list[str]]:
     return list(rows.values()), problems, repeated
 
 
+def _consent(path: Path, row: Row) -> str:
+    """Where a subscription's consent comes from: the file's line, and an export's own record."""
+    return f"{path.name}:{row.line}" + (f" (earlier: {row.consent})" if row.consent else "")
+
+
 def _cell_at(values: Sequence[str], index: int | None) -> str:
     return single_line(values[index]) if index is not None and index < len(values) else ""
 
@@ -235,7 +240,6 @@ def import_subscribers(
     leaving_list: list[dict[str, Any]] = []
     for row in rows:
         subscriber = known.get(email_key(row.email))
-        consent = f"{path.name}:{row.line}" + (f" (earlier: {row.consent})" if row.consent else "")
         left = row.status in LEFT  # the file says so: an export from another list or tool
         if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE or left:
             report.suppressed += 1
@@ -249,8 +253,8 @@ def import_subscribers(
             reason = f"{row.status} before the import of {path.name}"
             if membership is None:  # on the list as someone who left, so they stay out
                 joining.append(
-                    (list_id, subscriber.id, SubscriptionStatus.UNSUBSCRIBED, "import", consent,
-                     stamp, stamp, None, stamp, reason)
+                    (list_id, subscriber.id, SubscriptionStatus.UNSUBSCRIBED, "import",
+                     _consent(path, row), stamp, stamp, None, stamp, reason)
                 )  # fmt: skip
             elif membership != SubscriptionStatus.UNSUBSCRIBED:
                 leaving_list.append({"member": subscriber.id, "reason": reason, "now": now})
@@ -281,7 +285,7 @@ def import_subscribers(
                     subscriber.id,
                     SubscriptionStatus.PENDING if pending else SubscriptionStatus.ACTIVE,
                     "import",
-                    consent,
+                    _consent(path, row),
                     stamp,
                     stamp,
                     None if pending else stamp,
