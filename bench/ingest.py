@@ -1,4 +1,4 @@
-"""Ingest benchmark: every feed in ../shared/corpus/feeds/real over local HTTP, cold and warm,
+"""Ingest benchmark: every feed in tests/data/corpus/feeds/real over local HTTP, cold and warm,
 beside a plain loop of feedparser.parse() with its defaults over the same bytes, in one run.
 
     .venv/bin/python bench/ingest.py [--rounds 3]

@@ -25,8 +25,9 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-CORPUS = SHARED / "corpus"
+# Real-world feeds, returned mail and addresses, copied from ../shared/corpus with their
+# MANIFEST and licence lines, so that a clone anywhere runs every test.
+CORPUS = ROOT / "tests" / "data" / "corpus"
 
 
 def free_port() -> int:

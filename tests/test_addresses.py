@@ -1,4 +1,4 @@
-"""Every case of ../shared/corpus/email-addresses, classified as our policy says.
+"""Every case of tests/data/corpus/email-addresses, classified as our policy says.
 
 Policy (newsletter/audience/addresses.py): email-validator's defaults. Non-ASCII local parts
 need SMTPUTF8; quoted local parts, display-name forms, domain literals, empty local parts and
