@@ -23,7 +23,7 @@ from email_validator import validate_email
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from newsletter import pipeline  # noqa: E402
+from newsletter.app import Newsletter  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 
 
@@ -83,11 +83,13 @@ def main() -> None:
         write_csv(data, rows)
         reference = floor(data)
         started = time.perf_counter()
-        first = pipeline.import_subscribers(settings, data, "weekly")
+        with Newsletter(settings) as app:
+            first = app.subscribers.import_csv(data, "weekly")
         cold = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         started = time.perf_counter()
-        again = pipeline.import_subscribers(settings, data, "weekly")
+        with Newsletter(settings) as app:
+            again = app.subscribers.import_csv(data, "weekly")
         warm = time.perf_counter() - started
         lists_seconds, _, lists_peak = child_run(work, "lists")
         export_seconds, lines, export_peak = child_run(

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from newsletter import pipeline  # noqa: E402
+from newsletter.app import Newsletter  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from tests.conftest import CORPUS, dump_toml  # noqa: E402
 from tests.feedserver import serve  # noqa: E402
@@ -76,11 +76,13 @@ def ingest_in_fresh_process(folder: Path, urls: dict[str, str]) -> tuple[float, 
 def ingest(config: Path) -> tuple[float, float, int]:
     settings = load_settings(config)
     started = time.perf_counter()
-    cold = pipeline.fetch_feeds(settings)
+    with Newsletter(settings) as app:  # a new app each time: opening the database counts
+        cold = app.feeds.fetch()
     cold_seconds = time.perf_counter() - started
     assert all(report.status == "ok" for report in cold), [r.error for r in cold if r.error]
     started = time.perf_counter()
-    warm = pipeline.fetch_feeds(settings)
+    with Newsletter(settings) as app:
+        warm = app.feeds.fetch()
     warm_seconds = time.perf_counter() - started
     assert all(report.status == "not modified" for report in warm)
     return cold_seconds, warm_seconds, sum(report.counts.new for report in cold)

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from newsletter import pipeline  # noqa: E402
+from newsletter.app import Newsletter  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from tests.conftest import dump_toml  # noqa: E402
 
@@ -65,14 +65,16 @@ def main() -> None:
             rows = "\n".join(f"reader{n}@example.com,Reader {n}" for n in range(count))
             (work / "readers.csv").write_text(f"email,name\n{rows}\n")
             settings = load_settings(work / "config.toml")
-            pipeline.import_subscribers(settings, work / "readers.csv", "weekly")
-            pipeline.fetch_feeds(settings)
-            draft = pipeline.draft(settings, "weekly")
-            assert draft is not None
-            size = len(draft.message.render(pipeline.sample_recipient(settings)))
+            with Newsletter(settings) as app:
+                app.subscribers.import_csv(work / "readers.csv", "weekly")
+                app.feeds.fetch()
+                draft = app.digests.draft("weekly")
+                assert draft is not None
+                size = len(draft.message.render(app.digests.sample_recipient()))
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             started = time.perf_counter()
-            report = pipeline.send(settings, "weekly")
+            with Newsletter(settings) as app:  # as `newsletter send` runs: the database opens
+                report = app.sending.send("weekly")
             ours = time.perf_counter() - started
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             assert report.summary.sent == count, report.summary

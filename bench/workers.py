@@ -26,7 +26,7 @@ import sqlalchemy
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from newsletter import pipeline  # noqa: E402
+from newsletter.app import Newsletter  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from tests.conftest import dump_toml, free_port  # noqa: E402
 
@@ -98,11 +98,12 @@ def run(server: str, workers: int, readers: int, port: int) -> float:
             rows = "\n".join(f"reader{n}@example.com,Reader {n}" for n in range(readers))
             (work / "readers.csv").write_text(f"email,name\n{rows}\n")
             settings = load_settings(work / "config.toml")
-            pipeline.import_subscribers(settings, work / "readers.csv", "weekly")
-            pipeline.fetch_feeds(settings)
             ready = threading.Event()
             ready.set()
-            pipeline.send(settings, "weekly", stop=ready)  # digest built, audience queued
+            with Newsletter(settings) as app:
+                app.subscribers.import_csv(work / "readers.csv", "weekly")
+                app.feeds.fetch()
+                app.sending.send("weekly", stop=ready)  # digest built, audience queued
             command = [
                 sys.executable,
                 "-m",

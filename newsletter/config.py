@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from newsletter.errors import ConfigError
+from newsletter.resources import bundled
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 SMTP_PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
@@ -267,11 +268,19 @@ class Settings(_Section):
         return (self.folder / self.delivery.maildir).resolve()
 
     def feed_location(self, feed: FeedSource) -> str:
-        """An http(s) or file URL for the feed; a bare path is relative to config.toml's folder."""
+        """An http(s) or file URL for the feed. A bare path is relative to config.toml's folder;
+        where no such file is there but the package bundles one (the starter's
+        samples/briefings.xml), the bundled file."""
         scheme = urlsplit(feed.url).scheme.lower()
         if scheme in ("http", "https", "file"):
             return feed.url
-        return (self.folder / feed.url).resolve().as_uri()
+        relative = Path(feed.url)
+        path = (self.folder / relative).resolve()
+        if not path.exists() and not relative.is_absolute() and ".." not in relative.parts:
+            shipped = bundled(*relative.parts)
+            if shipped.is_file():
+                return shipped.as_uri()
+        return path.as_uri()
 
     def mailing_list(self, slug: str) -> MailingList:
         for mailing_list in self.lists:

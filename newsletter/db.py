@@ -31,11 +31,8 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from newsletter import models
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError
-
-
-class DatabaseError(NewsletterError):
-    """The database cannot be opened or used."""
+from newsletter.errors import DatabaseError
+from newsletter.resources import package_folder
 
 
 def make_engine(url: str) -> Engine:
@@ -77,7 +74,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = package_folder("migrations")
 
 
 @functools.cache

@@ -54,3 +54,27 @@ class DeliveryRefused(NewsletterError):
         super().__init__(message)
         self.code = code
         self.permanent = permanent
+
+
+class DatabaseError(NewsletterError):
+    """The database cannot be opened or used."""
+
+
+class AddressError(NewsletterError):
+    """An e-mail address that cannot be used."""
+
+
+class BadToken(NewsletterError):
+    """A link token that was tampered with, truncated, expired or made with another key."""
+
+
+class MissingKey(NewsletterError):
+    """No NEWSLETTER_SECRET_KEY, and config.toml does not allow a development key."""
+
+
+class TemplateError(NewsletterError):
+    """A template could not be found or rendered."""
+
+
+class ImapError(NewsletterError):
+    """The IMAP server could not be reached or refused us."""

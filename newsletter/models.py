@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
 
 from newsletter.personalize import new_nonce
 
@@ -33,6 +33,32 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[StrEnum]):
+    """A status stored as its plain text (no database enum type to migrate), read back as the
+    enum member, so a status is never a bare string in Python."""
+
+    impl = AutoString
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: StrEnum | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+def _status(default: E) -> Any:
+    column: Column[StrEnum] = Column(EnumText(type(default)), nullable=False, default=default)
+    return Field(default=default, sa_column=column)
 
 
 def _time(*, nullable: bool = False, index: bool = False) -> Any:
@@ -119,7 +145,7 @@ class Subscriber(SQLModel, table=True):
     email: str
     email_key: str = Field(unique=True)  # case-folded: Ada@ and ada@ are one subscriber
     name: str = ""
-    status: str = Field(default=SubscriberStatus.ACTIVE)
+    status: SubscriberStatus = _status(SubscriberStatus.ACTIVE)
     attributes: dict[str, str] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )  # the extra columns of an import
@@ -134,7 +160,7 @@ class Subscription(SQLModel, table=True):
 
     list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True)
-    status: str = Field(default=SubscriptionStatus.ACTIVE)
+    status: SubscriptionStatus = _status(SubscriptionStatus.ACTIVE)
     origin: str = ""  # how: import, cli, web
     consent: str = ""  # from where: "subscribers/weekly.csv:12", "cli (user@host)", a form
     created_at: datetime = _time()
@@ -156,7 +182,7 @@ class Bounce(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     digest_id: int | None = Field(default=None, foreign_key="digest.id")
-    kind: str
+    kind: BounceKind = Field(sa_column=Column(EnumText(BounceKind), nullable=False))
     status_code: str = ""
     reason: str = ""
     diagnostic: str = ""
@@ -176,7 +202,7 @@ class Suppression(SQLModel, table=True):
 class Digest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     list_id: int = Field(foreign_key="mailing_list.id", index=True)
-    status: str = Field(default=DigestStatus.DRAFT)
+    status: DigestStatus = _status(DigestStatus.DRAFT)
     nonce: str = Field(default_factory=new_nonce)  # in markers and Message-IDs: never guessable
     subject: str
     preheader: str = ""
@@ -221,7 +247,7 @@ class Delivery(SQLModel, table=True):
 
     digest_id: int = Field(foreign_key="digest.id", primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True)
-    status: str = Field(default=DeliveryStatus.QUEUED)
+    status: DeliveryStatus = _status(DeliveryStatus.QUEUED)
     attempts: int = 0
     next_attempt_at: datetime | None = _time(nullable=True)
     last_reply: str | None = None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from email.utils import getaddresses
 
-from newsletter import pipeline
+from newsletter.app import Newsletter
 from newsletter.config import load_settings
-from newsletter.send.dispatch import RetryPolicy
+from newsletter.send.ledger import RetryPolicy
+from newsletter.services.sending import SendReport
 from tests.conftest import Project, SmtpServer
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.05, lease_seconds=5)
@@ -18,8 +19,9 @@ def prepare(project: Project) -> None:
     project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
 
 
-def send(project: Project, retry: RetryPolicy = FAST_RETRY) -> pipeline.SendReport:
-    return pipeline.send(load_settings(project.config_path), "weekly", retry=retry)
+def send(project: Project, retry: RetryPolicy = FAST_RETRY) -> SendReport:
+    with Newsletter(load_settings(project.config_path)) as app:
+        return app.sending.send("weekly", retry=retry)
 
 
 def delivered_to(server: SmtpServer) -> list[str]:

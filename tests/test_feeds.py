@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from newsletter import pipeline
+from newsletter.app import Newsletter
 from newsletter.config import load_settings
 from newsletter.db import Database, DriverConnection
 from newsletter.digest.themes import ThemeMatcher
@@ -23,7 +23,7 @@ from newsletter.feeds.ingest import store_entries
 from newsletter.feeds.parse import ParsedEntry, ParsedFeed, parse_feed
 from newsletter.feeds.sanitize import plain_text, web_url
 from newsletter.models import Briefing, Feed
-from newsletter.pipeline import open_database
+from newsletter.services.feeds import FeedReport
 from tests.conftest import CORPUS, ROOT, Project
 
 FEEDS = CORPUS / "feeds"
@@ -110,7 +110,7 @@ def test_one_bad_feed_does_not_stop_the_others(project: Project) -> None:
 
 def _sample_entries(project: Project) -> tuple[Database, int, list[CleanEntry]]:
     settings = load_settings(project.config_path)
-    database = open_database(settings)
+    database = Newsletter(settings).database  # the caller disposes of it
     with database.session() as session:
         feed_id = session.exec(select(Feed.id)).one()
     assert feed_id is not None
@@ -273,7 +273,7 @@ def test_a_feed_moved_in_config_during_a_fetch_keeps_its_new_address(project: Pr
     settings = load_settings(project.config_path)
     moved: list[str] = []
 
-    def move_the_other_feed(report: pipeline.FeedReport) -> None:
+    def move_the_other_feed(report: FeedReport) -> None:
         # An editor moves a feed while the fetch runs, and any command syncs the database.
         if moved:
             return
@@ -283,10 +283,12 @@ def test_a_feed_moved_in_config_during_a_fetch_keeps_its_new_address(project: Pr
         shutil.copy(project.folder / other["url"], project.folder / new_path)
         other["url"] = new_path
         project.write_config(data)
-        open_database(load_settings(project.config_path)).dispose()
+        with Newsletter(load_settings(project.config_path)) as command:
+            command.database  # noqa: B018 (opening it syncs config.toml, as every command does)
         moved.append(other["name"])
 
-    pipeline.fetch_feeds(settings, on_feed=move_the_other_feed)
+    with Newsletter(settings) as app:
+        app.feeds.fetch(on_feed=move_the_other_feed)
     database = Database(load_settings(project.config_path))
     with database.session() as session:
         feed = session.exec(select(Feed).where(Feed.name == moved[0])).one()

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from newsletter import pipeline
 from newsletter.__main__ import _fetching
+from newsletter.app import Newsletter
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database
 from newsletter.models import Briefing, Feed
+from newsletter.services.feeds import FeedReport
 from tests.conftest import CORPUS, Project
 from tests.feedserver import FeedServer
 from tests.test_feeds import ACTIVE_CONTENT
@@ -32,7 +33,12 @@ def configure(project: Project, feeds: dict[str, str], **fetch: float) -> Settin
     return load_settings(project.config_path)
 
 
-def by_name(reports: list[pipeline.FeedReport]) -> dict[str, pipeline.FeedReport]:
+def fetch_feeds(settings: Settings) -> list[FeedReport]:
+    with Newsletter(settings) as app:
+        return app.feeds.fetch()
+
+
+def by_name(reports: list[FeedReport]) -> dict[str, FeedReport]:
     return {report.name: report for report in reports}
 
 
@@ -55,7 +61,7 @@ def test_every_real_feed_ingests_over_http_and_a_refetch_is_all_not_modified(
 ) -> None:
     expected = expected_entries()
     settings = configure(project, {name: feed_server.url(f"real/{name}") for name in expected})
-    reports = by_name(pipeline.fetch_feeds(settings))
+    reports = by_name(fetch_feeds(settings))
     assert {name: r.status for name, r in reports.items()} == dict.fromkeys(expected, "ok")
     # A feed may repeat a guid (an entry and its edit): those become one briefing, updated.
     assert {
@@ -65,7 +71,7 @@ def test_every_real_feed_ingests_over_http_and_a_refetch_is_all_not_modified(
     assert all(briefing.title.strip() for briefing in briefings)
     assert len(briefings) == sum(r.counts.new for r in reports.values())
 
-    again = pipeline.fetch_feeds(settings)
+    again = fetch_feeds(settings)
     assert {r.status for r in again} == {"not modified"}
     conditional = [headers for path, headers in feed_server.requests[len(expected) :]]
     assert all("If-None-Match" in headers for headers in conditional)
@@ -80,12 +86,12 @@ def test_gzip_permanent_and_temporary_redirects(project: Project, feed_server: F
             "temporary": feed_server.url("temporary/real/macworld.rss"),
         },
     )
-    reports = by_name(pipeline.fetch_feeds(settings))
+    reports = by_name(fetch_feeds(settings))
     assert all(report.status == "ok" and report.counts.new > 0 for report in reports.values())
     feeds, _ = stored(settings)
     assert feeds["moved"].url == feed_server.url("real/scriptingnews.rss")
     assert feeds["temporary"].url == feed_server.url("temporary/real/macworld.rss")
-    pipeline.fetch_feeds(settings)
+    fetch_feeds(settings)
     assert feed_server.count("moved/real/scriptingnews.rss") == 1  # the new URL is used now
 
 
@@ -101,7 +107,7 @@ def test_gone_disables_the_feed_and_errors_do_not_stop_the_rest(
             "good": feed_server.url("real/guardian-uk.rss"),
         },
     )
-    reports = by_name(pipeline.fetch_feeds(settings))
+    reports = by_name(fetch_feeds(settings))
     assert reports["gone"].status == "gone"
     assert reports["broken"].status == "error"
     assert "HTTP 500" in reports["broken"].error
@@ -110,7 +116,7 @@ def test_gone_disables_the_feed_and_errors_do_not_stop_the_rest(
     feeds, _ = stored(settings)
     assert feeds["gone"].disabled
     assert feeds["broken"].last_error
-    pipeline.fetch_feeds(settings)
+    fetch_feeds(settings)
     assert feed_server.count("gone") == 1
 
 
@@ -126,7 +132,7 @@ def test_slow_and_hanging_servers_time_out(project: Project, feed_server: FeedSe
         timeout=1,
     )
     started = time.monotonic()
-    reports = by_name(pipeline.fetch_feeds(settings))
+    reports = by_name(fetch_feeds(settings))
     assert time.monotonic() - started < 10
     assert "did not answer in time" in reports["slow"].error
     assert "did not answer in time" in reports["hang"].error
@@ -158,7 +164,7 @@ def test_illformed_encoded_and_hostile_feeds_over_http(
         for p in _corpus(folder)
     ]
     settings = configure(project, {name: feed_server.url(name) for name in files})
-    reports = pipeline.fetch_feeds(settings)
+    reports = fetch_feeds(settings)
     assert len(reports) == len(files)
     assert sum(report.status == "ok" for report in reports) > len(files) * 0.8
     assert all(report.error.startswith("feed ") for report in reports if report.error)

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
+from newsletter.app import Newsletter
 from newsletter.config import load_settings
 from newsletter.web.app import create_app
 from tests.conftest import ROOT, Project, SmtpServer, free_port
@@ -44,7 +45,7 @@ def unsubscribe_paths(project: Project) -> dict[str, str]:
 
 @pytest.fixture
 def client(project: Project) -> Iterator[TestClient]:
-    with TestClient(create_app(load_settings(project.config_path))) as test_client:
+    with TestClient(create_app(Newsletter(load_settings(project.config_path)))) as test_client:
         yield test_client
 
 
@@ -188,7 +189,7 @@ def live_server(project: Project) -> Iterator[str]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(load_settings(project.config_path)),
+            create_app(Newsletter(load_settings(project.config_path))),
             host="127.0.0.1",
             port=port,
             log_level="warning",

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from newsletter import pipeline
+from newsletter.app import Newsletter
 from newsletter.config import load_settings
 from tests.conftest import Project, SmtpServer, many_readers, on_postgres
 
@@ -39,7 +39,8 @@ def test_four_workers_one_killed_nobody_lost(
     prepare(smtp_project, smtp_server)
     stopped = threading.Event()
     stopped.set()  # build the digest and queue the audience, send nothing yet
-    pipeline.send(load_settings(smtp_project.config_path), "weekly", stop=stopped)
+    with Newsletter(load_settings(smtp_project.config_path)) as app:
+        app.sending.send("weekly", stop=stopped)
     command = [
         sys.executable,
         "-m",

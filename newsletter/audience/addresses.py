@@ -19,13 +19,9 @@ from typing import Literal
 import idna
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.errors import NewsletterError
+from newsletter.errors import AddressError
 
 Verdict = Literal["valid", "smtputf8", "invalid"]
-
-
-class AddressError(NewsletterError):
-    """An e-mail address that cannot be used."""
 
 
 @dataclass(frozen=True)

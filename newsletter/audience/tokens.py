@@ -12,13 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.config import SECRET_KEY_ENV, Settings
-from newsletter.errors import NewsletterError
+from newsletter.errors import BadToken, MissingKey, NewsletterError
 
 KEY_FILE_NAME = "newsletter.secret"
-
-
-class BadToken(NewsletterError):
-    """A link token that was tampered with, truncated or made with another key."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +52,6 @@ def _unb64(text: str) -> bytes:
     if not text or len(text) > 200:
         raise ValueError("bad length")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class MissingKey(NewsletterError):
-    """No NEWSLETTER_SECRET_KEY, and config.toml does not allow a development key."""
 
 
 def signing_key(settings: Settings, *, for_mail: bool = False) -> SigningKey:

@@ -9,11 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from newsletter.config import IMAP_PASSWORD_ENV, Imap
-from newsletter.errors import NewsletterError
-
-
-class ImapError(NewsletterError):
-    """The IMAP server could not be reached or refused us."""
+from newsletter.errors import ImapError
 
 
 def _quoted(folder: str) -> str:

@@ -19,21 +19,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from newsletter.audience import lifecycle
 from newsletter.audience.addresses import email_key
-from newsletter.audience.tokens import BadToken, SigningKey
+from newsletter.audience.tokens import SigningKey
 from newsletter.bounces.parse import Recipient, Report, parse_report
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError
+from newsletter.errors import BadToken, NewsletterError
 from newsletter.models import (
     Bounce,
     BounceKind,
     Subscriber,
     SubscriberStatus,
-    Subscription,
-    SubscriptionStatus,
     utcnow,
 )
 
@@ -210,12 +209,13 @@ def _act(
             ).first()
         ):
             continue  # the same returned mail seen twice changes nothing more
-        action = _apply(session, settings, subscriber, recipient.kind)
+        kind = BounceKind(recipient.kind)
+        action = _apply(session, settings, subscriber, kind)
         session.add(
             Bounce(
                 subscriber_id=subscriber.id,
                 digest_id=digest_id,
-                kind=recipient.kind,
+                kind=kind,
                 status_code=recipient.status,
                 reason=recipient.reason,
                 diagnostic=recipient.diagnostic[:1000],
@@ -234,30 +234,17 @@ def _act(
     return True
 
 
-def _apply(session: Session, settings: Settings, subscriber: Subscriber, kind: str) -> str:
+def _apply(session: Session, settings: Settings, subscriber: Subscriber, kind: BounceKind) -> str:
+    """Change the subscriber's status as the report says; the action, as recorded."""
     now = utcnow()
+    assert subscriber.id is not None
     if subscriber.status != SubscriberStatus.ACTIVE:
         return f"none (already {subscriber.status})"
     if kind == BounceKind.COMPLAINT:
-        subscriber.status = SubscriberStatus.COMPLAINED
-        session.execute(
-            update(Subscription)
-            .where(
-                col(Subscription.subscriber_id) == subscriber.id,
-                col(Subscription.status) != SubscriptionStatus.UNSUBSCRIBED,
-            )
-            .values(
-                status=SubscriptionStatus.UNSUBSCRIBED,
-                unsubscribed_at=now,
-                updated_at=now,
-                unsubscribe_reason="complaint (marked as spam)",
-            )
-        )
-        session.add(subscriber)
+        lifecycle.complain(session, subscriber.id, now)
         return "suppressed: complaint, unsubscribed from every list"
     if kind == BounceKind.HARD:
-        subscriber.status = SubscriberStatus.BOUNCED
-        session.add(subscriber)
+        lifecycle.mark_bounced(session, subscriber.id, now)
         return "suppressed: hard bounce"
     limits = settings.bounces
     recent = session.exec(
@@ -270,7 +257,6 @@ def _apply(session: Session, settings: Settings, subscriber: Subscriber, kind: s
         )
     ).one()
     if recent + 1 >= limits.soft_limit:
-        subscriber.status = SubscriberStatus.BOUNCED
-        session.add(subscriber)
+        lifecycle.mark_bounced(session, subscriber.id, now)
         return f"suppressed: {recent + 1} soft bounces within {limits.soft_days} days"
     return f"counted: soft bounce {recent + 1} of {limits.soft_limit}"

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from mjml import mjml2html
 
-from newsletter.errors import NewsletterError
-
-
-class TemplateError(NewsletterError):
-    """A template in templates/ could not be rendered."""
+from newsletter.errors import TemplateError
 
 
 def compile_mjml(source: str, *, template_name: str) -> str:

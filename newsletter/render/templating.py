@@ -11,11 +11,13 @@ import jinja2
 
 from newsletter.config import Settings
 from newsletter.digest.builder import DigestView
+from newsletter.errors import TemplateError
 from newsletter.personalize import Markers
-from newsletter.render.mjml import TemplateError, compile_mjml
+from newsletter.render.mjml import compile_mjml
 from newsletter.render.text import wrap
+from newsletter.resources import templates_folder
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = templates_folder()  # the bundled ones; an editor's folder overrides file by file
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -37,11 +39,22 @@ class RenderedDigest:
         return self.html_bytes > GMAIL_CLIP_BYTES
 
 
+def search_path(settings: Settings, folder: Path | None = None) -> tuple[Path, ...]:
+    """Where templates are looked up, first match wins: `folder` when given (benches, tests),
+    else the editor's `[digest] templates` folder beside config.toml, then the bundled ones,
+    so an editor's copy of one file overrides just that file."""
+    if folder is not None:
+        return (folder,)
+    editor = settings.templates_folder
+    return (editor, TEMPLATES) if editor is not None and editor != TEMPLATES else (TEMPLATES,)
+
+
 @functools.lru_cache(maxsize=8)
-def _environment(folder: Path, *, html: bool) -> jinja2.Environment:
-    """One environment per folder: templates compile once and reload when their file changes."""
+def _environment(folders: tuple[Path, ...], *, html: bool) -> jinja2.Environment:
+    """One environment per search path: templates compile once and reload when their file
+    changes."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder),
+        loader=jinja2.FileSystemLoader(folders),
         autoescape=html,  # noqa: S701 (the text part is plain text, never shown as HTML)
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -78,10 +91,9 @@ def fill_templates(
 ) -> tuple[str, str]:
     """The MJML source and the plain text of a digest, placeholders left in.
 
-    Templates come from `folder`, else from `[digest] templates` beside config.toml, else from
-    the ones bundled with the package.
+    Each template comes from the first folder of `search_path` that has it.
     """
-    folder = folder or settings.templates_folder or TEMPLATES
+    folders = search_path(settings, folder)
     publication = settings.publication
     context = {
         "digest": view,
@@ -91,13 +103,27 @@ def fill_templates(
         "recipient": Markers(view.nonce).context,
     }
     try:
-        source = _environment(folder, html=True).get_template(HTML_TEMPLATE).render(context)
-        text = _environment(folder, html=False).get_template(TEXT_TEMPLATE).render(context)
+        source = _environment(folders, html=True).get_template(HTML_TEMPLATE).render(context)
+        text = _environment(folders, html=False).get_template(TEXT_TEMPLATE).render(context)
     except jinja2.TemplateNotFound as exc:
-        raise TemplateError(f"{folder / (exc.name or HTML_TEMPLATE)}: template not found") from None
+        raise _not_found(folders, exc) from None
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"{folder}: template error: {exc}") from None
+        raise TemplateError(f"{_where(folders, exc)}: template error: {exc}") from None
     return source, text
+
+
+def _where(folders: tuple[Path, ...], exc: jinja2.TemplateError) -> str:
+    """The file a template error is in, when Jinja says; else the first folder searched."""
+    filename = getattr(exc, "filename", None)
+    return str(filename) if filename else str(folders[0])
+
+
+def _not_found(folders: tuple[Path, ...], exc: jinja2.TemplateNotFound) -> TemplateError:
+    searched = " or ".join(str(folder) for folder in folders)
+    return TemplateError(
+        f"template {exc.name!r} not found in {searched}",
+        hint="`newsletter init --templates` copies the bundled templates beside config.toml",
+    )
 
 
 @dataclass(frozen=True)
@@ -111,9 +137,7 @@ def render_confirmation(
     settings: Settings, *, list_name: str, email: str, confirm_url: str, folder: Path | None = None
 ) -> RenderedMail:
     """The double opt-in mail (templates/confirm.mjml.j2 and confirm.txt.j2)."""
-    folder = folder or settings.templates_folder or TEMPLATES
-    if not (folder / "confirm.mjml.j2").exists():
-        folder = TEMPLATES
+    folders = search_path(settings, folder)
     context = {
         "publication": settings.publication,
         "list_name": list_name,
@@ -122,10 +146,12 @@ def render_confirmation(
         "days": settings.security.confirm_link_days,
     }
     try:
-        source = _environment(folder, html=True).get_template("confirm.mjml.j2").render(context)
-        text = _environment(folder, html=False).get_template("confirm.txt.j2").render(context)
+        source = _environment(folders, html=True).get_template("confirm.mjml.j2").render(context)
+        text = _environment(folders, html=False).get_template("confirm.txt.j2").render(context)
+    except jinja2.TemplateNotFound as exc:
+        raise _not_found(folders, exc) from None
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"{folder}: confirmation template error: {exc}") from None
+        raise TemplateError(f"{_where(folders, exc)}: confirmation template error: {exc}") from None
     return RenderedMail(
         subject=f"Confirm your subscription to {list_name}",
         html=compile_mjml(source, template_name="confirm.mjml.j2"),
@@ -135,11 +161,11 @@ def render_confirmation(
 
 def render_page(settings: Settings, name: str, **context: object) -> str:
     """A web page from templates/web/ (the editor's copy beside config.toml when it has one)."""
-    folder = settings.templates_folder
-    if folder is None or not (folder / "web" / name).exists():
-        folder = TEMPLATES
+    folders = search_path(settings)
     try:
-        template = _environment(folder, html=True).get_template(f"web/{name}")
+        template = _environment(folders, html=True).get_template(f"web/{name}")
         return template.render(publication=settings.publication, **context)
+    except jinja2.TemplateNotFound as exc:
+        raise _not_found(folders, exc) from None
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"{folder / 'web' / name}: template error: {exc}") from None
+        raise TemplateError(f"{_where(folders, exc)}: template error: {exc}") from None

@@ -1,4 +1,4 @@
-"""The delivery ledger: a state machine over Delivery rows, never a loop over a list in memory.
+"""Dispatch: a state machine over Delivery rows, never a loop over a list in memory.
 
 snapshot -> queued rows (one statement) -> claim a batch (sending, with owner and time) -> send ->
 sent / queued again with backoff (4xx) / deferred (retries used up) / failed (5xx).
@@ -14,15 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from secrets import token_hex
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from newsletter.audience import lifecycle
+from newsletter.audience.store import active_member
 from newsletter.db import Database
 from newsletter.errors import DeliveryRefused, TransportError
 from newsletter.models import (
@@ -31,120 +32,21 @@ from newsletter.models import (
     Digest,
     DigestStatus,
     Subscriber,
-    SubscriberStatus,
     Subscription,
-    SubscriptionStatus,
     utcnow,
 )
 from newsletter.personalize import Recipient
+from newsletter.send.ledger import (
+    Outcome,
+    ProgressCallback,
+    Reader,
+    RetryPolicy,
+    SendSummary,
+    ledger_counts,
+)
 from newsletter.send.message import Envelope, PreparedMessage
 from newsletter.send.ratelimit import RateLimiter
 from newsletter.send.transport import Transport, TransportFactory, enhanced_status
-
-
-class Reader(NamedTuple):
-    """The little the sender needs of a subscriber."""
-
-    id: int
-    email: str
-    name: str
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    base_delay: float = 2.0
-    lease_seconds: float = 120.0
-
-    def delay(self, attempts: int) -> timedelta:
-        return timedelta(seconds=self.base_delay * 2 ** max(attempts - 1, 0))
-
-
-@dataclass
-class SendSummary:
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    retried: int = 0
-    suppressed: int = 0
-    stopped_early: bool = False
-
-    def add(self, other: SendSummary) -> None:
-        self.sent += other.sent
-        self.failed += other.failed
-        self.deferred += other.deferred
-        self.retried += other.retried
-        self.suppressed += other.suppressed
-        self.stopped_early = self.stopped_early or other.stopped_early
-
-
-Outcome = str  # "sent" | "retry" | "deferred" | "failed" | "paused"
-ProgressCallback = Callable[[Outcome], None]
-
-
-def snapshot_audience(session: Session, digest: Digest) -> int:
-    """Queue one delivery per active subscriber of the digest's list, in one statement.
-
-    Runs once, when the digest leaves draft; whoever subscribes later waits for the next digest.
-    """
-    audience = (
-        select(literal(digest.id).label("digest_id"), col(Subscription.subscriber_id))
-        .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
-        .where(
-            Subscription.list_id == digest.list_id,
-            Subscription.status == SubscriptionStatus.ACTIVE,
-            Subscriber.status == SubscriberStatus.ACTIVE,
-        )
-    )
-    result = session.execute(insert(Delivery).from_select(["digest_id", "subscriber_id"], audience))
-    digest.status = DigestStatus.SENDING
-    session.add(digest)
-    session.commit()
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def give_up_stale_deferrals(session: Session, digest: Digest, older_than: timedelta) -> int:
-    """Deferred deliveries of a digest older than the limit become failures, for good."""
-    if digest.created_at > utcnow() - older_than:
-        return 0
-    result = session.execute(
-        update(Delivery)
-        .where(
-            col(Delivery.digest_id) == digest.id, col(Delivery.status) == DeliveryStatus.DEFERRED
-        )
-        .values(
-            status=DeliveryStatus.FAILED,
-            last_reply=func.substr(
-                "gave up after retrying for days: " + func.coalesce(Delivery.last_reply, ""), 1, 500
-            ),
-        )
-    )
-    session.commit()
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def digests_with_deferrals(session: Session, list_id: int) -> list[Digest]:
-    with_deferred = select(Delivery.digest_id).where(Delivery.status == DeliveryStatus.DEFERRED)
-    return list(
-        session.exec(
-            select(Digest)
-            .where(
-                Digest.list_id == list_id,
-                Digest.status == DigestStatus.SENT,
-                col(Digest.id).in_(with_deferred),
-            )
-            .order_by(col(Digest.id))
-        ).all()
-    )
-
-
-def ledger_counts(session: Session, digest_id: int) -> dict[str, int]:
-    rows = session.exec(
-        select(Delivery.status, func.count())
-        .where(Delivery.digest_id == digest_id)
-        .group_by(col(Delivery.status))
-    ).all()
-    return dict(rows)
 
 
 class Dispatcher:
@@ -220,12 +122,7 @@ class Dispatcher:
         return (
             select(Subscription.subscriber_id)
             .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
-            .where(
-                Subscription.list_id == self.list_id,
-                Subscription.subscriber_id == Delivery.subscriber_id,
-                Subscription.status == SubscriptionStatus.ACTIVE,
-                Subscriber.status == SubscriberStatus.ACTIVE,
-            )
+            .where(active_member(self.list_id, Delivery.subscriber_id))
             .exists()
         )
 
@@ -352,11 +249,7 @@ class Dispatcher:
             summary.failed += 1
             outcome = "failed"
             if (enhanced_status(error.message) or "").startswith("5.1."):
-                session.execute(
-                    update(Subscriber)
-                    .where(col(Subscriber.id) == subscriber.id)
-                    .values(status=SubscriberStatus.BOUNCED, updated_at=now)
-                )
+                lifecycle.mark_bounced(session, subscriber.id, now)  # no such mailbox
                 summary.suppressed += 1
         elif row.attempts >= self.retry.max_attempts:
             row.status, row.last_reply = DeliveryStatus.DEFERRED, error.message[:500]

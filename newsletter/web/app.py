@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from newsletter.audience.tokens import PREVIEW_UNSUBSCRIBE_PATH, BadToken
-from newsletter.config import Settings
+from newsletter.app import Newsletter
+from newsletter.audience.tokens import PREVIEW_UNSUBSCRIBE_PATH
+from newsletter.errors import BadToken
 from newsletter.render.templating import render_page
-from newsletter.web.backend import WebBackend
 
 SECURITY_HEADERS = {
     # Token URLs must not leak to other sites; pages need no scripts at all.
@@ -35,8 +35,9 @@ PRIVATE = {"Cache-Control": "no-store", **SECURITY_HEADERS}
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(settings: Settings) -> Starlette:
-    backend = WebBackend(settings)
+def create_app(app: Newsletter) -> Starlette:
+    """The web side of one app object; the database closes when the server stops."""
+    readers, settings = app.readers, app.settings
 
     def page(name: str, status: int = 200, private: bool = True, **context: object) -> HTMLResponse:
         return HTMLResponse(
@@ -73,42 +74,44 @@ def create_app(settings: Settings) -> Starlette:
         return wrapped
 
     async def unsubscribe_page(request: Request, token: str) -> Response:
-        list_name = await run_in_threadpool(backend.list_for_unsubscribe, token)
+        list_name = await run_in_threadpool(readers.list_for_unsubscribe, token)
         return page("unsubscribe.html.j2", list_name=list_name, action=request.url.path)
 
     async def unsubscribe_now(request: Request, token: str) -> Response:
-        await run_in_threadpool(backend.list_for_unsubscribe, token)  # a bad link reads nothing
+        await run_in_threadpool(readers.list_for_unsubscribe, token)  # a bad link reads nothing
         body = await _small_body(request)
         if body is None:
             return PlainTextResponse("request body too large", status_code=413)
         one_click = "List-Unsubscribe=One-Click" in body
-        list_name, undo = await run_in_threadpool(
-            lambda: backend.unsubscribe(token, origin="one-click" if one_click else "web")
+        done = await run_in_threadpool(
+            lambda: readers.unsubscribe(token, origin="one-click" if one_click else "web")
         )
         return page(
-            "unsubscribed.html.j2", list_name=list_name, resubscribe_action=f"/resubscribe/{undo}"
+            "unsubscribed.html.j2",
+            list_name=done.list_name,
+            resubscribe_action=f"/resubscribe/{done.undo_token}",
         )
 
     async def resubscribe(request: Request, token: str) -> Response:
-        list_name, changed = await run_in_threadpool(backend.resubscribe, token)
-        if changed:
+        undone = await run_in_threadpool(readers.resubscribe, token)
+        if undone.changed:
             return message(
-                f"You are subscribed to {list_name} again.",
+                f"You are subscribed to {undone.list_name} again.",
                 "The next issue will reach you as before.",
             )
         return message(
-            f"Nothing to change for {list_name}.",
+            f"Nothing to change for {undone.list_name}.",
             "This address cannot be subscribed again from here; write to us if you want it back.",
         )
 
     async def confirm(request: Request, token: str) -> Response:
         if request.method == "HEAD":  # link checkers peek with HEAD: confirm nothing
             return Response(status_code=200, headers=PRIVATE)
-        list_name, changed = await run_in_threadpool(backend.confirm, token)
+        confirmed = await run_in_threadpool(readers.confirm, token)
         heading = (
-            f"You are subscribed to {list_name}."
-            if changed
-            else f"You were already subscribed to {list_name}."
+            f"You are subscribed to {confirmed.list_name}."
+            if confirmed.changed
+            else f"You were already subscribed to {confirmed.list_name}."
         )
         return message(heading, "Thank you for confirming. The next issue will reach you.")
 
@@ -130,12 +133,12 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     async def archive(request: Request) -> Response:
-        entries = await run_in_threadpool(backend.archive)
+        entries = await run_in_threadpool(readers.archive)
         return page("archive.html.j2", private=False, entries=entries, feed_url="/archive.xml")
 
     async def edition(request: Request) -> Response:
         digest_id = int(request.path_params["digest_id"])
-        html = await run_in_threadpool(backend.edition, digest_id) if digest_id < 2**31 else None
+        html = await run_in_threadpool(readers.edition, digest_id) if digest_id < 2**31 else None
         if html is None:
             return message(
                 "No such issue",
@@ -147,18 +150,18 @@ def create_app(settings: Settings) -> Starlette:
         return HTMLResponse(html, headers=SECURITY_HEADERS)
 
     async def atom(request: Request) -> Response:
-        feed = await run_in_threadpool(backend.atom)
+        feed = await run_in_threadpool(readers.atom)
         return Response(feed, media_type="application/atom+xml; charset=utf-8")
 
     async def healthz(request: Request) -> Response:
-        if await run_in_threadpool(backend.healthy):
+        if await run_in_threadpool(readers.healthy):
             return PlainTextResponse("ok")
         return PlainTextResponse("database unavailable", status_code=503)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_application: Starlette) -> AsyncIterator[None]:
         yield
-        backend.close()
+        app.close()
 
     application = Starlette(
         middleware=[Middleware(_SecurityHeaders)],
@@ -203,11 +206,12 @@ class _SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(app: Newsletter, host: str, port: int) -> None:
     import uvicorn
 
+    app.database  # noqa: B018 (opened before the first request: a bad URL stops here)
     uvicorn.run(
-        create_app(settings),
+        create_app(app),
         host=host,
         port=port,
         log_level="info",

@@ -1,0 +1,21 @@
+"""The `newsletter` command: each command parses arguments, calls one method of the app
+object, and prints what it returns."""
+
+from __future__ import annotations
+
+import sys
+
+# The command modules register their commands on `app` as they are imported.
+from newsletter.cli import bounces, digests, feeds, sending, setup, subscribers, web
+from newsletter.cli.common import err
+from newsletter.cli.main import app
+
+__all__ = ["app", "bounces", "digests", "feeds", "main", "sending", "setup", "subscribers", "web"]
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("Aborted.")
+        sys.exit(130)

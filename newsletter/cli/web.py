@@ -1,0 +1,28 @@
+"""`newsletter serve`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from newsletter.cli.common import app_of, out, run
+from newsletter.cli.main import app
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve one-click unsubscribe, confirmation links and the public archive (ASGI, uvicorn)."""
+    newsletter = app_of(ctx)
+    from newsletter.web.app import serve as run_server
+
+    publication = newsletter.settings.publication
+    out.print(
+        f"Serving {publication.name} on http://{host}:{port} "
+        f"(links in mail point to {publication.base_url})."
+    )
+    run(lambda: run_server(newsletter, host, port))

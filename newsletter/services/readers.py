@@ -1,0 +1,134 @@
+"""Readers: what the links in mail and the public pages do. Unsubscribe (one-click or from the
+page), undo it, confirm a subscription, read the archive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col, select
+
+from newsletter.audience import lifecycle
+from newsletter.audience.tokens import (
+    resubscribe_token,
+    verify_resubscribe_token,
+    verify_unsubscribe_token,
+)
+from newsletter.digest.builder import digest_view
+from newsletter.errors import BadToken
+from newsletter.models import Digest, DigestStatus, MailingList
+from newsletter.personalize import Markers, Recipient
+from newsletter.render.atom import archive_feed
+from newsletter.render.templating import archive_url, render_digest
+from newsletter.services.subscribers import ConfirmReport
+
+if TYPE_CHECKING:
+    from newsletter.app import Newsletter
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    id: int
+    subject: str
+    preheader: str
+    list_name: str
+    sent_at: datetime
+    url: str
+
+
+@dataclass(frozen=True)
+class UnsubscribeReport:
+    list_name: str
+    undo_token: str  # undoes this unsubscribe, for a day, from the page that follows
+
+
+@dataclass(frozen=True)
+class ResubscribeReport:
+    list_name: str
+    changed: bool  # False: nothing to undo here (an editor's unsubscribe, a bounce, ...)
+
+
+class ReaderService:
+    def __init__(self, app: Newsletter) -> None:
+        self.app = app
+
+    def _list_name(self, list_id: int) -> str:
+        with self.app.session() as session:
+            mailing_list = session.get(MailingList, list_id)
+        if mailing_list is None:
+            raise BadToken("this link is not valid")
+        return mailing_list.name
+
+    def list_for_unsubscribe(self, token: str) -> str:
+        """The list a token unsubscribes from (BadToken if it is not ours)."""
+        list_id, _ = verify_unsubscribe_token(self.app.signing_key(), token)
+        return self._list_name(list_id)
+
+    def unsubscribe(self, token: str, *, origin: str) -> UnsubscribeReport:
+        """Unsubscribe at once; repeating it is harmless."""
+        key = self.app.signing_key()
+        list_id, subscriber_id = verify_unsubscribe_token(key, token)
+        name = self._list_name(list_id)
+        with self.app.session() as session:
+            lifecycle.unsubscribe_by_link(session, list_id, subscriber_id, origin)
+            session.commit()
+        return UnsubscribeReport(name, resubscribe_token(key, list_id, subscriber_id))
+
+    def resubscribe(self, token: str) -> ResubscribeReport:
+        """Undo an unsubscribe made through a link, within a day, from the page that followed."""
+        list_id, subscriber_id = verify_resubscribe_token(self.app.signing_key(), token)
+        name = self._list_name(list_id)
+        with self.app.session() as session:
+            changed = lifecycle.resubscribe(session, list_id, subscriber_id)
+            session.commit()
+        return ResubscribeReport(name, changed)
+
+    def confirm(self, token: str) -> ConfirmReport:
+        return self.app.subscribers.confirm(token)
+
+    def archive(self) -> list[ArchiveEntry]:
+        """Every sent issue, newest first."""
+        with self.app.session() as session:
+            rows = session.exec(
+                select(Digest, MailingList)
+                .join(MailingList)
+                .where(Digest.status == DigestStatus.SENT)
+                .order_by(col(Digest.sent_at).desc())
+            ).all()
+        return [
+            ArchiveEntry(
+                digest.id or 0,
+                digest.subject,
+                digest.preheader,
+                mailing_list.name,
+                digest.sent_at or digest.created_at,
+                archive_url(self.app.settings, digest.id or 0),
+            )
+            for digest, mailing_list in rows
+        ]
+
+    def edition(self, digest_id: int) -> str | None:
+        """A sent digest as a web page: every story, nobody's address or unsubscribe link."""
+        settings = self.app.settings
+        with self.app.session() as session:
+            digest = session.get(Digest, digest_id)
+            if digest is None or digest.status != DigestStatus.SENT:
+                return None
+            view = digest_view(session, digest, web_edition=True)
+        rendered = render_digest(view, settings)
+        anyone = Recipient(0, "you", "", f"{settings.publication.base_url}/unsubscribe")
+        return Markers(view.nonce).fill(rendered.html, anyone, escape)
+
+    def atom(self) -> str:
+        return archive_feed(self.app.settings.publication, self.archive())
+
+    def healthy(self) -> bool:
+        try:
+            with self.app.session() as session:
+                session.exec(select(MailingList.id).limit(1)).all()
+        except SQLAlchemyError:
+            return False
+        return True
