@@ -327,29 +327,48 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
+    """Validate a config; every problem in it is named at once, one line each, so an editor
+    fixes them in one go, not one per run."""
     try:
         return Settings.model_validate({**data, "path": path.resolve()})
     except ValidationError as exc:
         errors = exc.errors()
-        # A misspelt key explains the missing one it was meant to be: name the misspelling.
-        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        key = _key_name(error["loc"])
-        message = error["msg"]
-        if error["type"] == "missing":
-            message = "missing; add it"
-        elif error["type"] == "extra_forbidden":
-            message = "unknown key; check its spelling"
-            if len(error["loc"]) == 1:
-                close = difflib.get_close_matches(str(error["loc"][0]), Settings.model_fields, 1)
-                message = f"unknown table; did you mean [{close[0]}]?" if close else message
-        elif error["type"] == "string_pattern_mismatch":
-            allowed = _PATTERN_HELP.get(str(error.get("ctx", {}).get("pattern")), "")
-            message = f"{error['input']!r} is not allowed here; {allowed or message}"
-        elif "input" in error and error["type"] not in ("value_error", "assertion_error"):
-            message = f"{message} (got {error['input']!r})"
-        message = message.removeprefix("Value error, ")
-        where = f"{path}: {key}:" if key else f"{path}:"
-        raise ConfigError(f"{where} {message}") from None
+        # An error inside a table or array also fails the table itself ("should have at
+        # least 1 item"): only the innermost says what to fix.
+        inner = [tuple(error["loc"]) for error in errors]
+        errors = [
+            error
+            for error in errors
+            if not any(
+                len(other) > len(error["loc"]) and other[: len(error["loc"])] == error["loc"]
+                for other in inner
+            )
+        ]
+        # A misspelt key explains the missing one it was meant to be: name the misspelling first.
+        errors.sort(key=lambda error: error["type"] != "extra_forbidden")
+        lines = list(dict.fromkeys(_problem(path, error) for error in errors))
+        raise ConfigError("\n".join(lines)) from None
+
+
+def _problem(path: Path, error: Any) -> str:
+    """One validation error as the editor reads it: the file, the key as written, what to do."""
+    key = _key_name(error["loc"])
+    message = error["msg"]
+    if error["type"] == "missing":
+        message = "missing; add it"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown key; check its spelling"
+        if len(error["loc"]) == 1:
+            close = difflib.get_close_matches(str(error["loc"][0]), Settings.model_fields, 1)
+            message = f"unknown table; did you mean [{close[0]}]?" if close else message
+    elif error["type"] == "string_pattern_mismatch":
+        allowed = _PATTERN_HELP.get(str(error.get("ctx", {}).get("pattern")), "")
+        message = f"{error['input']!r} is not allowed here; {allowed or message}"
+    elif "input" in error and error["type"] not in ("value_error", "assertion_error"):
+        message = f"{message} (got {error['input']!r})"
+    message = message.removeprefix("Value error, ")
+    where = f"{path}: {key}:" if key else f"{path}:"
+    return f"{where} {message}"
 
 
 _PATTERN_HELP = {

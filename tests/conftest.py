@@ -22,7 +22,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from typer.testing import CliRunner
 
+from newsletter.app import Newsletter
 from newsletter.cli import app
+from newsletter.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # Real-world feeds, returned mail and addresses, copied from ../shared/corpus with their
@@ -145,6 +147,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
             project = Project(tmp_path)
             project.update("database", url=url)
         yield Project(tmp_path)
+
+
+@pytest.fixture
+def newsletter(project: Project) -> Iterator[Newsletter]:
+    """The app object on the project's config, in process: what the CLI and the web hold."""
+    with Newsletter(load_settings(project.config_path)) as app_object:
+        yield app_object
 
 
 POSTGRES_ENV = "NEWSLETTER_TEST_POSTGRES"  # e.g. postgresql+psycopg://postgres@127.0.0.1:5432

@@ -64,9 +64,23 @@ def test_a_wrong_key_is_named_with_the_file(project: Project, change, expected: 
     with pytest.raises(ConfigError) as raised:
         load_settings(project.config_path)
     message = str(raised.value)
-    assert message.startswith(f"{project.config_path}: ")
     assert expected in message
-    assert "\n" not in message
+    for line in message.splitlines():  # one problem a line, each naming the file
+        assert line.startswith(f"{project.config_path}: ")
+    assert "Tuple should have" not in message  # the inner error is named, not its echo
+
+
+def test_every_missing_key_is_named_in_one_run(project: Project) -> None:
+    data = project.config()
+    for key in ("base_url", "standards_url", "postal_address"):
+        data["publication"].pop(key)
+    data["feeds"][0].pop("url")
+    project.write_config(data)
+    result = project.cli("fetch", expect=2)
+    for key in ("base_url", "standards_url", "postal_address"):
+        expected = f"error: {project.config_path}: [publication] {key}: missing; add it"
+        assert expected in result.output
+    assert "[[feeds]] #1 url: missing; add it" in result.output
 
 
 def test_broken_toml_and_missing_file(project: Project) -> None:
