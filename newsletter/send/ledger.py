@@ -1,6 +1,6 @@
 """The ledger's vocabulary (readers, outcomes, the retry policy, a send's summary) and its
-bookkeeping around a send: queue the audience, count, give up on old deferrals. The state
-machine that works the queued rows is `dispatch.Dispatcher`."""
+bookkeeping around a send: queue the audience, count, give up on old deferrals. The queued
+rows are claimed and recorded by `claims.Claims`, and sent by `dispatch.Dispatcher`."""
 
 from __future__ import annotations
 

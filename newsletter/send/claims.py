@@ -1,0 +1,269 @@
+"""The delivery ledger's SQL for one digest: the state machine over its Delivery rows.
+
+snapshot -> queued rows (one statement) -> claim a batch (sending, with owner and time) -> send ->
+sent / queued again with backoff (4xx) / deferred (retries used up) / failed (5xx).
+Each outcome is committed as soon as it is known, so a crash loses at most the messages in flight,
+and a rerun takes over claims whose lease ran out. The threads and transports that do the
+sending are `dispatch.Dispatcher`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as core_select
+from sqlmodel import Session, col, select
+
+from newsletter.audience import lifecycle
+from newsletter.audience.store import active_member
+from newsletter.errors import DeliveryRefused
+from newsletter.models import Delivery, DeliveryStatus, Subscriber, Subscription, utcnow
+from newsletter.send.ledger import Outcome, Reader, RetryPolicy, SendSummary
+from newsletter.send.transport import enhanced_status
+
+
+@dataclass(frozen=True)
+class Claims:
+    """One worker's claims on one digest's deliveries: taken, renewed, recorded, given back.
+
+    `owner` names the worker in `claimed_by`; on PostgreSQL (`dialect`) claims skip rows another
+    worker has locked, so several workers share one ledger."""
+
+    dialect: str
+    digest_id: int
+    list_id: int
+    owner: str
+    retry: RetryPolicy
+
+    def prepare_run(self, session: Session) -> None:
+        """Retry what an earlier run deferred, and take back claims whose lease ran out."""
+        now = utcnow()
+        session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status) == DeliveryStatus.DEFERRED,
+            )
+            .values(status=DeliveryStatus.QUEUED, attempts=0, next_attempt_at=None)
+        )
+        self.reclaim_expired(session, now)
+        session.commit()
+        self.skip_departed(session)
+
+    def reclaim_expired(self, session: Session, now: datetime) -> int:
+        expired = now - timedelta(seconds=self.retry.lease_seconds)
+        result = session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status) == DeliveryStatus.SENDING,
+                col(Delivery.claimed_at) < expired,
+            )
+            .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_at=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def _still_subscribed(self) -> Any:
+        """A delivery's reader is still active on the digest's list (they may have left since)."""
+        return (
+            select(Subscription.subscriber_id)
+            .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
+            .where(active_member(self.list_id, Delivery.subscriber_id))
+            .exists()
+        )
+
+    def skip_departed(self, session: Session) -> None:
+        session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status).in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
+                ~self._still_subscribed(),
+            )
+            .values(status=DeliveryStatus.SKIPPED, last_reply="left the list before sending")
+        )
+        session.commit()
+
+    def claim(self, session: Session, limit: int) -> list[Reader]:
+        now = utcnow()
+        due = (
+            select(Delivery.subscriber_id)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status) == DeliveryStatus.QUEUED,
+                self._still_subscribed(),
+                (col(Delivery.next_attempt_at).is_(None)) | (col(Delivery.next_attempt_at) <= now),
+            )
+            .order_by(col(Delivery.subscriber_id))
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        # A CTE, so the locked rows are chosen once; "IN (subquery)" may be run again per row.
+        picked = due.cte("picked")
+        claimed = (
+            session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.digest_id) == self.digest_id,
+                    col(Delivery.subscriber_id) == picked.c.subscriber_id,
+                    col(Delivery.status) == DeliveryStatus.QUEUED,
+                )
+                .values(status=DeliveryStatus.SENDING, claimed_by=self.owner, claimed_at=now)
+                .returning(col(Delivery.subscriber_id))
+            )
+            .scalars()
+            .all()
+        )
+        session.commit()
+        if not claimed:
+            return []
+        rows = session.execute(
+            core_select(col(Subscriber.id), col(Subscriber.email), col(Subscriber.name))
+            .where(col(Subscriber.id).in_(claimed))
+            .order_by(col(Subscriber.id))
+        ).all()
+        return [Reader(id_, email, name) for id_, email, name in rows]
+
+    def next_wake(self, session: Session) -> datetime | None:
+        """When a queued retry falls due or someone else's claim expires; None when all is done."""
+        # Readers who left are not waited for: Dispatcher._finish marks their rows skipped.
+        retry_at = session.exec(
+            select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.digest_id == self.digest_id,
+                Delivery.status == DeliveryStatus.QUEUED,
+                self._still_subscribed(),
+            )
+        ).first()
+        claimed_at = session.exec(
+            select(func.min(Delivery.claimed_at)).where(
+                Delivery.digest_id == self.digest_id, Delivery.status == DeliveryStatus.SENDING
+            )
+        ).first()
+        candidates = []
+        if retry_at is not None:
+            candidates.append(_aware(retry_at))
+        if claimed_at is not None:
+            candidates.append(_aware(claimed_at) + timedelta(seconds=self.retry.lease_seconds))
+        queued_now = session.exec(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.digest_id == self.digest_id,
+                Delivery.status == DeliveryStatus.QUEUED,
+                col(Delivery.next_attempt_at).is_(None),
+                self._still_subscribed(),
+            )
+        ).one()
+        if queued_now:
+            return utcnow()
+        return min(candidates) if candidates else None
+
+    def record(
+        self,
+        session: Session,
+        subscriber: Reader,
+        error: DeliveryRefused | None,
+        message_id: str,
+        summary: SendSummary,
+    ) -> Outcome:
+        if error is None:
+            # The hot path: one prepared UPDATE by primary key and a commit, no ORM objects.
+            session.connection().execute(
+                _MARK_SENT,
+                {
+                    "digest": self.digest_id,
+                    "subscriber": subscriber.id,
+                    "now": utcnow(),
+                    "message_id": message_id,
+                },
+            )
+            summary.sent += 1
+            return "sent"
+        row = session.get(Delivery, (self.digest_id, subscriber.id))
+        assert row is not None
+        now = utcnow()
+        row.attempts += 1
+        row.claimed_by = row.claimed_at = None
+        outcome: Outcome
+        if blames_sender(error):
+            row.status, row.last_reply = DeliveryStatus.QUEUED, error.message[:500]
+            row.attempts -= 1
+            outcome = "paused"
+        elif error.permanent:
+            row.status, row.last_reply = DeliveryStatus.FAILED, error.message[:500]
+            summary.failed += 1
+            outcome = "failed"
+            if (enhanced_status(error.message) or "").startswith("5.1."):
+                lifecycle.mark_bounced(session, subscriber.id, now)  # no such mailbox
+                summary.suppressed += 1
+        elif row.attempts >= self.retry.max_attempts:
+            row.status, row.last_reply = DeliveryStatus.DEFERRED, error.message[:500]
+            summary.deferred += 1
+            outcome = "deferred"
+        else:
+            row.status, row.last_reply = DeliveryStatus.QUEUED, error.message[:500]
+            row.next_attempt_at = now + self.retry.delay(row.attempts)
+            summary.retried += 1
+            outcome = "retry"
+        session.add(row)
+        session.commit()
+        return outcome
+
+    def renew(self, session: Session) -> None:
+        """Keep our claims fresh while we work, so no other worker takes them over."""
+        session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.status) == DeliveryStatus.SENDING,
+                col(Delivery.claimed_by) == self.owner,
+            )
+            .values(claimed_at=utcnow())
+        )
+        session.commit()
+
+    def release(self, session: Session, subscriber_ids: list[int]) -> None:
+        """Give back claims we will not send (stopping), so a rerun need not wait for the lease."""
+        if subscriber_ids:
+            session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.digest_id) == self.digest_id,
+                    col(Delivery.subscriber_id).in_(subscriber_ids),
+                    col(Delivery.status) == DeliveryStatus.SENDING,
+                    col(Delivery.claimed_by) == self.owner,
+                )
+                .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_at=None)
+            )
+            session.commit()
+
+
+_MARK_SENT = (
+    update(Delivery)
+    .where(
+        col(Delivery.digest_id) == bindparam("digest"),
+        col(Delivery.subscriber_id) == bindparam("subscriber"),
+    )
+    .values(
+        status=DeliveryStatus.SENT,
+        attempts=Delivery.attempts + 1,
+        sent_at=bindparam("now"),
+        message_id=bindparam("message_id"),
+        last_reply="250 accepted",
+        claimed_by=None,
+        claimed_at=None,
+    )
+)
+
+
+def blames_sender(error: DeliveryRefused) -> bool:
+    """5.7.x refusals (DMARC, blocked IP) are about us, not the reader: stop, don't suppress."""
+    return error.permanent and (enhanced_status(error.message) or "").startswith("5.7.")
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
