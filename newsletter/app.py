@@ -9,6 +9,7 @@ a typed report; the CLI and the web handlers only parse, call one of them and pr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,6 +70,9 @@ class Newsletter:
         self.hooks = hooks or Hooks()
         self._transports = transports or default_transports
         self._keys: dict[bool, SigningKey] = {}
+        self._database: Database | None = None
+        # The web server's threads may ask for the database at once: it is opened only once.
+        self._opening = threading.Lock()
 
     @classmethod
     def from_config(cls, path: Path | None = None) -> Newsletter:
@@ -77,22 +81,18 @@ class Newsletter:
 
     # -- what the app owns ---------------------------------------------------------------------
 
-    @cached_property
+    @property
     def database(self) -> Database:
         """Opened on first use: the schema created or upgraded, feeds and lists synced."""
-        from newsletter.db import Database, sync_config
-
-        database = Database(self.settings)
-        try:
-            sync_config(database)
-        except BaseException:
-            database.dispose()
-            raise
-        return database
+        if self._database is None:
+            with self._opening:
+                if self._database is None:
+                    self._database = _open_database(self.settings)
+        return self._database
 
     @property
     def database_opened(self) -> bool:
-        return "database" in self.__dict__
+        return self._database is not None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -113,9 +113,10 @@ class Newsletter:
 
     def close(self) -> None:
         """Close the database (if it was opened); the app is not to be used after this."""
-        if self.database_opened:
-            self.database.dispose()
-            del self.__dict__["database"]
+        with self._opening:
+            if self._database is not None:
+                self._database.dispose()
+                self._database = None
 
     def __enter__(self) -> Newsletter:
         return self
@@ -167,6 +168,18 @@ class Newsletter:
         from newsletter.services.readers import ReaderService
 
         return ReaderService(self)
+
+
+def _open_database(settings: Settings) -> Database:
+    from newsletter.db import Database, sync_config
+
+    database = Database(settings)
+    try:
+        sync_config(database)
+    except BaseException:
+        database.dispose()
+        raise
+    return database
 
 
 def default_transports(settings: Settings) -> Transports:

@@ -160,6 +160,7 @@ def create_app(app: Newsletter) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_application: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(lambda: app.database)  # a bad database stops the start
         yield
         app.close()
 
