@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 from sqlmodel import Session
 
 from newsletter.audience.addresses import AddressCheck, check_address, email_key
-from newsletter.audience.store import STATUSES, chunks, list_subscribers
+from newsletter.audience.store import STATUSES, MemberStatus, chunks, list_subscribers
 from newsletter.errors import ImportFileError
 from newsletter.feeds.sanitize import single_line
 from newsletter.models import MailingList
@@ -29,7 +29,7 @@ class Row:
     email: str
     name: str
     attributes: dict[str, str]
-    status: str = ""  # from a `status` column (an export's): who left stays out
+    status: MemberStatus | Literal[""] = ""  # an export's `status` column: who left stays out
     consent: str = ""  # from a `consent` column: where the consent was first given
 
 
@@ -109,7 +109,7 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str], list[str]]:
             problems.append(f"{path}:{line}: {problem}")
             continue
         status = _cell_at(values, status_at).lower()
-        if status not in ("", *STATUSES):
+        if status and status not in STATUSES:
             problems.append(f"{path}:{line}: status {status!r} is not one of {', '.join(STATUSES)}")
             continue
         name = _cell_at(values, name_at)[:MAX_NAME]
@@ -123,7 +123,12 @@ def read_subscriber_csv(path: Path) -> tuple[list[Row], list[str], list[str]]:
             repeated.append(f"{path}:{line}: the address of line {rows[key].line} again; not used")
             continue
         rows[key] = Row(
-            line, check.normalized, name, attributes, status, _cell_at(values, consent_at)
+            line,
+            check.normalized,
+            name,
+            attributes,
+            status,
+            _cell_at(values, consent_at),
         )
     return list(rows.values()), problems, repeated
 

@@ -139,7 +139,7 @@ def import_subscribers(
                 report.unchanged += 1
         else:
             # Someone an earlier list had as pending never confirmed: pending here too.
-            pending = double_opt_in or row.status == SubscriptionStatus.PENDING
+            pending = double_opt_in or row.status == "pending"
             joining.append(
                 (
                     list_id,
@@ -195,7 +195,7 @@ def import_subscribers(
 @dataclass(frozen=True)
 class _Known:
     id: int
-    status: str
+    status: SubscriberStatus
     name: str
     attributes: dict[str, str]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast, get_args
 
 from sqlalchemy import ColumnElement, and_, func
 from sqlalchemy import select as core_select
@@ -31,7 +31,10 @@ from newsletter.models import (
 T = TypeVar("T")
 _CHUNK = 500  # keys per IN (...) query: far below every database's parameter limit
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+# A reader's status on a list as the editor sees it: the person's own when they bounced or
+# complained (that holds on every list), else their subscription's.
+MemberStatus = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
+STATUSES: tuple[MemberStatus, ...] = get_args(MemberStatus)
 PERSON_SUPPRESSIONS = frozenset({SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED})
 LEFT = PERSON_SUPPRESSIONS | {SubscriptionStatus.UNSUBSCRIBED}
 
@@ -52,6 +55,12 @@ def active_member(list_id: Any, subscriber_id: Any = None) -> ColumnElement[bool
     if subscriber_id is not None:
         condition = and_(condition, col(Subscription.subscriber_id) == subscriber_id)
     return condition
+
+
+def effective_status(subscription: SubscriptionStatus, person: SubscriberStatus) -> MemberStatus:
+    """The status that counts for one person on one list."""
+    status = subscription if person == SubscriberStatus.ACTIVE else person
+    return cast(MemberStatus, status.value)
 
 
 def active_count(session: Session, list_id: int) -> int:
@@ -90,7 +99,7 @@ def was_forgotten(session: Session, email: str) -> bool:
 class ListedSubscriber:
     email: str
     name: str
-    status: str
+    status: MemberStatus
     since: str
     consent: str
     attributes: dict[str, str]
@@ -120,7 +129,7 @@ def list_subscribers(
     )
     rows = session.execute(query.execution_options(yield_per=1000))
     for email, name, person_status, attributes, list_status, joined, consent in rows:
-        effective = list_status if person_status == SubscriberStatus.ACTIVE else person_status
+        effective = effective_status(list_status, person_status)
         if status is not None and effective != status:
             continue
         yield ListedSubscriber(
@@ -142,7 +151,7 @@ def list_counts(session: Session) -> dict[int, Counter[str]]:
         .group_by(col(Subscription.list_id), col(Subscription.status), col(Subscriber.status))
     )
     for list_id, sub_status, person_status, number in session.execute(by_status):
-        effective = sub_status if person_status == SubscriberStatus.ACTIVE else person_status
+        effective = effective_status(sub_status, person_status)
         counts.setdefault(list_id, Counter())[effective] += number
     return counts
 

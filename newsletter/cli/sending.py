@@ -17,6 +17,7 @@ from newsletter.cli.common import (
     send_progress,
 )
 from newsletter.cli.main import app
+from newsletter.send.ledger import Outcome
 from newsletter.services.sending import SendReport
 
 
@@ -135,7 +136,7 @@ def _nothing_to_send(report: SendReport) -> None:
         out.print(f"Nothing new to send to {slug}: no new briefings since the last digest.")
 
 
-def _advance(progress: Progress, task: TaskID, outcome: str) -> None:
+def _advance(progress: Progress, task: TaskID, outcome: Outcome) -> None:
     if outcome in ("sent", "failed", "deferred"):
         progress.advance(task)
 
