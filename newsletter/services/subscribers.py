@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.utils import formataddr
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from sqlmodel import Session
 
@@ -46,6 +46,11 @@ class SubscribeReport:
     outcome: SubscribeOutcome
     email: str  # as stored: the domain lower-cased
     confirmations_sent: int = 0
+
+
+class RemoveReport(NamedTuple):
+    outcome: RemoveOutcome
+    email: str  # as stored
 
 
 @dataclass(frozen=True)
@@ -131,12 +136,13 @@ class SubscriberService:
             session.commit()
             return ConfirmReport(mailing_list.name, changed)
 
-    def remove(self, email: str, slug: str) -> tuple[RemoveOutcome, str]:
+    def remove(self, email: str, slug: str) -> RemoveReport:
         """An editor's unsubscribe: what happened, and the address as stored."""
         with self.app.session() as session:
-            result = lifecycle.remove(session, list_row(session, self.app.settings, slug), email)
+            mailing_list = list_row(session, self.app.settings, slug)
+            outcome, stored = lifecycle.remove(session, mailing_list, email)
             session.commit()
-            return result
+            return RemoveReport(outcome, stored)
 
     def listed(self, slug: str, status: str | None = None) -> list[ListedSubscriber]:
         with self.app.session() as session:
