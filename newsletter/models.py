@@ -48,12 +48,19 @@ class EnumText(TypeDecorator[StrEnum]):
     def __init__(self, enum: type[StrEnum]) -> None:
         super().__init__()
         self.enum = enum
+        # Looked up in a dict, not by calling the enum: an import reads 100,000 statuses at once.
+        self._members: dict[str | None, StrEnum | None] = {None: None}
+        self._members.update((member.value, member) for member in enum)
 
     def process_bind_param(self, value: StrEnum | str | None, dialect: Dialect) -> str | None:
-        return None if value is None else self.enum(value).value
+        member = self._members[value]  # an unknown status is an error, never stored
+        return None if member is None else member.value
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> StrEnum | None:
-        return None if value is None else self.enum(value)
+        return self._members[value]
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        return self._members.__getitem__  # the same as process_result_value, without a call
 
 
 def _status(default: E) -> Any:
