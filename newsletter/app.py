@@ -75,9 +75,9 @@ class Newsletter:
         self._opening = threading.Lock()
 
     @classmethod
-    def from_config(cls, path: Path | None = None) -> Newsletter:
+    def from_config(cls, path: str | Path | None = None) -> Newsletter:
         """The app for a config file (default: $NEWSLETTER_CONFIG or ./config.toml)."""
-        return cls(load_settings(path))
+        return cls(load_settings(None if path is None else Path(path)))
 
     # -- what the app owns ---------------------------------------------------------------------
 

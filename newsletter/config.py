@@ -222,15 +222,15 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
-        for label, names in (
-            ("lists", [mailing_list.slug for mailing_list in self.lists]),
-            ("feeds", [feed.name for feed in self.feeds]),
-            ("themes", [theme.name for theme in self.themes]),
+        for label, noun, names in (
+            ("lists", "slugs", [mailing_list.slug for mailing_list in self.lists]),
+            ("feeds", "names", [feed.name for feed in self.feeds]),
+            ("themes", "names", [theme.name for theme in self.themes]),
         ):
             duplicates = sorted({name for name in names if names.count(name) > 1})
             if duplicates:
                 raise ValueError(
-                    f"[[{label}]] names must be unique; repeated: {', '.join(duplicates)}"
+                    f"[[{label}]] {noun} must be unique; repeated: {', '.join(duplicates)}"
                 )
         return self
 
@@ -299,10 +299,12 @@ def smtp_password() -> str:
 
 
 def resolve_config_path(path: Path | None) -> Path:
-    if path is not None:
-        return path
-    from_env = os.environ.get(CONFIG_ENV)
-    return Path(from_env) if from_env else DEFAULT_CONFIG
+    """The config file: the one given, else $NEWSLETTER_CONFIG, else ./config.toml; a folder
+    means the config.toml in it."""
+    if path is None:
+        from_env = os.environ.get(CONFIG_ENV)
+        path = Path(from_env) if from_env else DEFAULT_CONFIG
+    return path / DEFAULT_CONFIG if path.is_dir() else path
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -311,9 +313,11 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         raw = config_path.read_bytes()
     except FileNotFoundError:
+        chosen = path is not None or CONFIG_ENV in os.environ
+        elsewhere = "" if chosen else ", run from the publication's folder, or pass --config PATH"
         raise ConfigError(
             f"{config_path}: no such config file",
-            hint=f"run from the project folder, or pass --config PATH or set {CONFIG_ENV}",
+            hint=f"`newsletter init` writes a starter one there{elsewhere}",
         ) from None
     except OSError as exc:
         raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from None

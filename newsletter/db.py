@@ -34,8 +34,16 @@ from newsletter.config import Settings
 from newsletter.errors import DatabaseError
 from newsletter.resources import package_folder
 
+SUPPORTED = ("sqlite", "postgresql")
+
 
 def make_engine(url: str) -> Engine:
+    if url.partition(":")[0].partition("+")[0] not in SUPPORTED:
+        raise DatabaseError(
+            f"[database] url {url!r}: only SQLite and PostgreSQL are supported",
+            hint="use sqlite:///newsletter.db (a path beside config.toml) or "
+            "postgresql+psycopg://user@host/dbname",
+        )
     try:
         return _make_engine(url)
     except (ArgumentError, NoSuchModuleError) as exc:

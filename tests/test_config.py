@@ -51,7 +51,7 @@ def test_shipped_config_loads_with_contract_keys() -> None:
         ),
         (
             lambda c: c["lists"].append(dict(c["lists"][0])),
-            "[[lists]] names must be unique; repeated: weekly",
+            "[[lists]] slugs must be unique; repeated: weekly",
         ),
         (lambda c: c.pop("lists"), "[[lists]]: missing; add it"),
         (lambda c: c["digest"].update(window_days=0), "[digest] window_days"),

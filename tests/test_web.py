@@ -4,6 +4,8 @@ test client, a real uvicorn server on 127.0.0.1 and headless Chromium."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -289,3 +291,34 @@ def test_the_unsubscribe_link_of_a_preview_says_it_unsubscribes_nobody(
         assert response.status_code == 200
         assert "unsubscribes nobody" in response.text
     assert "active 6" in project.cli("lists").output
+
+
+def test_newsletter_serve_keeps_reader_tokens_out_of_its_access_log(project: Project) -> None:
+    """The real command, as an operator runs it: its log is for the operator, and a token in
+    it would let whoever reads the log act for the reader."""
+    publish(project)
+    path = next(iter(unsubscribe_paths(project).values()))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
+        cwd=project.folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(100):
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert answer.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/archive", timeout=2).status_code == 200
+    finally:
+        server.terminate()
+        log, _ = server.communicate(timeout=10)
+    token = path.rsplit("/", 1)[1]
+    assert "GET /unsubscribe/…" in log
+    assert "GET /archive" in log
+    assert token not in log

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import sys
 
-# The command modules register their commands on `app` as they are imported.
-from newsletter.cli import bounces, digests, feeds, sending, setup, subscribers, web
+# The command modules register their commands on `app` as they are imported, in the order
+# `newsletter --help` lists them: the order of an editor's week.
+from newsletter.cli import setup  # isort: skip
+from newsletter.cli import feeds  # isort: skip
+from newsletter.cli import subscribers  # isort: skip
+from newsletter.cli import digests  # isort: skip
+from newsletter.cli import sending  # isort: skip
+from newsletter.cli import web  # isort: skip
+from newsletter.cli import bounces  # isort: skip
 from newsletter.cli.common import err
 from newsletter.cli.main import app
 

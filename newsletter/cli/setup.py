@@ -34,6 +34,8 @@ def init(
     starter = run(lambda: write_starter_config(path))
     if starter.written:
         out.print(f"Wrote {path}: a starter config that runs as it is; edit it to make it yours.")
+    else:
+        out.print(f"Using {path} (kept as it is).")
     newsletter = app_of(ctx)
     settings = newsletter.settings
     if templates:

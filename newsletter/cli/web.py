@@ -14,12 +14,16 @@ from newsletter.cli.main import app
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")
+    ] = 8000,
 ) -> None:
     """Serve one-click unsubscribe, confirmation links and the public archive (ASGI, uvicorn)."""
     newsletter = app_of(ctx)
+    from newsletter.web.app import check_can_listen
     from newsletter.web.app import serve as run_server
 
+    run(lambda: check_can_listen(host, port))
     publication = newsletter.settings.publication
     out.print(
         f"Serving {publication.name} on http://{host}:{port} "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -108,14 +110,30 @@ def fill_templates(
     except jinja2.TemplateNotFound as exc:
         raise _not_found(folders, exc) from None
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"{_where(folders, exc)}: template error: {exc}") from None
+        raise TemplateError(f"{_where(folders, exc)}: template error: {_message(exc)}") from None
     return source, text
 
 
 def _where(folders: tuple[Path, ...], exc: jinja2.TemplateError) -> str:
-    """The file a template error is in, when Jinja says; else the first folder searched."""
-    filename = getattr(exc, "filename", None)
-    return str(filename) if filename else str(folders[0])
+    """FILE:LINE of a template error: Jinja says so for a syntax error, and a runtime error's
+    traceback runs through the template's own lines. Else the first folder searched."""
+    filename, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
+    if not filename:
+        template_frames = [
+            frame
+            for frame in traceback.extract_tb(exc.__traceback__)
+            if frame.filename.endswith(".j2")
+        ]
+        if template_frames:
+            filename, line = template_frames[-1].filename, template_frames[-1].lineno
+    if not filename:
+        return str(folders[0])
+    return f"{filename}:{line}" if line else str(filename)
+
+
+def _message(exc: jinja2.TemplateError) -> str:
+    """Jinja's message, with Python's names for our objects put as the template names them."""
+    return re.sub(r"'[\w.]+\.(\w+) object'", r"'\1'", str(exc.message or exc))
 
 
 def _not_found(folders: tuple[Path, ...], exc: jinja2.TemplateNotFound) -> TemplateError:
@@ -151,7 +169,9 @@ def render_confirmation(
     except jinja2.TemplateNotFound as exc:
         raise _not_found(folders, exc) from None
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"{_where(folders, exc)}: confirmation template error: {exc}") from None
+        raise TemplateError(
+            f"{_where(folders, exc)}: confirmation template error: {_message(exc)}"
+        ) from None
     return RenderedMail(
         subject=f"Confirm your subscription to {list_name}",
         html=compile_mjml(source, template_name="confirm.mjml.j2"),
@@ -168,4 +188,4 @@ def render_page(settings: Settings, name: str, **context: object) -> str:
     except jinja2.TemplateNotFound as exc:
         raise _not_found(folders, exc) from None
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"{_where(folders, exc)}: template error: {exc}") from None
+        raise TemplateError(f"{_where(folders, exc)}: template error: {_message(exc)}") from None

@@ -7,6 +7,9 @@ not unsubscribe anyone. Unsubscribe tokens never expire; confirmation tokens do.
 
 from __future__ import annotations
 
+import logging
+import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -20,7 +23,7 @@ from starlette.routing import Route
 
 from newsletter.app import Newsletter
 from newsletter.audience.tokens import PREVIEW_UNSUBSCRIBE_PATH
-from newsletter.errors import BadToken
+from newsletter.errors import BadToken, NewsletterError
 from newsletter.render.templating import render_page
 
 SECURITY_HEADERS = {
@@ -207,10 +210,38 @@ class _SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+def check_can_listen(host: str, port: int) -> None:
+    """Fail with one line, before anything starts, when the address cannot be listened on."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise NewsletterError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another --port, or stop what is using that one",
+        ) from None
+
+
+class _RedactTokens(logging.Filter):
+    """Links in mail carry signed tokens that act for a reader: the access log keeps the path
+    without them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            path = str(record.args[2])
+            record.args = (*record.args[:2], _TOKEN_PATH.sub(r"\1…", path), *record.args[3:])
+        return True
+
+
+_TOKEN_PATH = re.compile(r"^(/(?:unsubscribe|resubscribe|confirm)/)(?!preview\b)[^/?\s]+")
+
+
 def serve(app: Newsletter, host: str, port: int) -> None:
     import uvicorn
 
     app.database  # noqa: B018 (opened before the first request: a bad URL stops here)
+    logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
     uvicorn.run(
         create_app(app),
         host=host,
