@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import select
@@ -103,12 +103,20 @@ def test_an_unsubscribe_link_and_its_undo_go_through_the_lifecycle(
 
 
 def test_the_clock_is_the_apps(project: Project) -> None:
-    noon = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-    with Newsletter(load_settings(project.config_path), clock=lambda: noon) as app:
+    with Newsletter(load_settings(project.config_path)) as app:
+        app.feeds.fetch()  # the sample's briefings carry no dates: first seen now
+    later = datetime.now(UTC) + timedelta(days=3)
+    with Newsletter(load_settings(project.config_path), clock=lambda: later) as app:
         app.feeds.fetch()
         with app.session() as session:
             feed = session.exec(select(Feed)).one()
-    assert feed.last_fetched_at == noon
+        draft = app.digests.draft("weekly")
+    assert feed.last_fetched_at == later
+    assert draft is not None
+    assert draft.view.window_end == later  # the digest is built as of the app's time
+    too_late = later + timedelta(days=30)  # past window_days: nothing is new any more
+    with Newsletter(load_settings(project.config_path), clock=lambda: too_late) as app:
+        assert app.digests.draft("weekly") is None
 
 
 def test_a_status_read_back_is_the_enum(newsletter: Newsletter) -> None:

@@ -103,7 +103,7 @@ class DigestService:
         with self.app.session() as session:
             mailing_list = list_row(session, settings, slug)
             digest = pending_digest(session, mailing_list) or build_digest(
-                session, settings, mailing_list
+                session, settings, mailing_list, self.app.now()
             )
             if digest is None and or_last_sent:
                 digest = session.exec(

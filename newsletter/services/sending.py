@@ -119,7 +119,7 @@ class SendingService:
                 report.no_audience = True
             elif digest is None:
                 try:
-                    digest = build_digest(session, settings, mailing_list)
+                    digest = build_digest(session, settings, mailing_list, app.now())
                 except IntegrityError:  # its flush lost a race for the same briefings
                     raise NewsletterError(
                         f"another `newsletter send` is building a digest of {slug} right now",
