@@ -121,9 +121,19 @@ class Dkim(_Section):
 
 
 class Fetch(_Section):
-    timeout: float = Field(default=20.0, gt=0, le=600)
+    timeout: float = Field(default=20.0, gt=0, le=600)  # for each read of a feed request
+    # The whole of one feed's download, however slowly a server trickles; default 3 x timeout.
+    deadline: float | None = Field(default=None, gt=0, le=3600)
     concurrency: int = Field(default=8, ge=1, le=64)
     processes: int = Field(default=0, ge=0, le=64)  # parser processes; 0: one per CPU
+    # Hosts (names, addresses or networks like "10.0.0.0/8") on loopback, link-local or private
+    # ranges that feeds may be fetched from, or redirected to. A feed's own configured host and
+    # port is always allowed for its first request.
+    allow_private_hosts: tuple[str, ...] = ()
+
+    @property
+    def total_deadline(self) -> float:
+        return self.deadline if self.deadline is not None else 3 * self.timeout
 
 
 class FeedSource(_Section):
@@ -169,6 +179,9 @@ class Imap(_Section):
 class Bounces(_Section):
     soft_limit: int = Field(default=3, ge=1, le=100)  # soft bounces that suppress an address...
     soft_days: int = Field(default=30, ge=1, le=365)  # ...when they come within this many days
+    # Senders (addresses, or "@domain") whose mail may carry provider notifications as JSON
+    # (Amazon SES through SNS); such JSON from anyone else changes nothing.
+    json_senders: tuple[str, ...] = ()
     imap: Imap | None = None
 
 
