@@ -27,9 +27,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.app import Newsletter
 from newsletter.config import Settings, load_settings
+from newsletter.db import database_failure
 from newsletter.errors import NewsletterError
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
@@ -72,11 +74,20 @@ def fail(error: NewsletterError) -> NoReturn:
 
 
 def run(call: Callable[[], T]) -> T:
-    """Call the library; a NewsletterError becomes its message and exit code, not a traceback."""
+    """Call the library; a NewsletterError becomes its message and exit code, not a traceback,
+    and so does a database or file system that fails under it (a full disk, a read-only file)."""
     try:
         return call()
     except NewsletterError as error:
         fail(error)
+    except SQLAlchemyError as error:
+        fail(database_failure(error))
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        fail(NewsletterError(f"{where}{error.strerror or error}", hint=_OS_HINT))
+
+
+_OS_HINT = "free disk space or fix the permissions, then run the same command again"
 
 
 def app_of(ctx: typer.Context) -> Newsletter:

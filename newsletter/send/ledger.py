@@ -13,6 +13,7 @@ from sqlalchemy import func, insert, literal, update
 from sqlmodel import Session, col, select
 
 from newsletter.audience.store import active_member
+from newsletter.db import refresh_statistics
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -82,6 +83,7 @@ def snapshot_audience(session: Session, digest: Digest) -> int:
     digest.status = DigestStatus.SENDING
     session.add(digest)
     session.commit()
+    refresh_statistics(session, "delivery")
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -1,8 +1,10 @@
-"""A local Maildir as the outbox: one file per message, written atomically (tmp/ -> new/)."""
+"""A local Maildir as the outbox: one file per message, written atomically (tmp/ -> new/), readable
+by its owner only: each holds a reader's address and their signed unsubscribe link."""
 
 from __future__ import annotations
 
 import mailbox
+import os
 from pathlib import Path
 
 from newsletter.errors import TransportError
@@ -26,7 +28,8 @@ class MaildirTransport:
             f"Return-Path: <{envelope.sender}>\r\nDelivered-To: {envelope.recipient}\r\n"
         ).encode()
         try:
-            self._maildir.add((trace + message).replace(b"\r\n", b"\n"))
+            key = self._maildir.add((trace + message).replace(b"\r\n", b"\n"))
+            os.chmod(self.path / "new" / key, 0o600)
         except OSError as exc:
             raise TransportError(
                 f"cannot write to the Maildir {self.path}: {exc.strerror}"

@@ -17,6 +17,7 @@ from newsletter.audience.tokens import (
     verify_resubscribe_token,
     verify_unsubscribe_token,
 )
+from newsletter.db import probe_write
 from newsletter.digest.builder import digest_view
 from newsletter.errors import BadToken
 from newsletter.models import Digest, DigestStatus, MailingList
@@ -126,9 +127,10 @@ class ReaderService:
         return archive_feed(self.app.settings.publication, self.archive())
 
     def healthy(self) -> bool:
+        """Whether the database takes a committed write: an unsubscribe must be recorded, so a
+        database that can only be read (a full disk, a read-only file) is not healthy."""
         try:
-            with self.app.session() as session:
-                session.exec(select(MailingList.id).limit(1)).all()
+            probe_write(self.app.database.engine)
         except SQLAlchemyError:
             return False
         return True

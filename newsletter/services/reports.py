@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import col, select
 
 from newsletter.audience.store import list_counts
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class InitReport:
-    database_url: str
+    database_url: str  # its password masked
     feeds: int
     lists: int
     key_origin: str  # "environment" or the path of the development key file
@@ -42,6 +44,14 @@ class DigestStatusRow:
     counts: dict[str, int]
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit to print: its password, if it has one, masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 class ReportService:
     def __init__(self, app: Newsletter) -> None:
         self.app = app
@@ -51,7 +61,7 @@ class ReportService:
         settings = self.app.settings
         self.app.database  # noqa: B018 (opening it creates or upgrades the schema)
         return InitReport(
-            settings.database_url,
+            shown_url(settings.database_url),
             len(settings.feeds),
             len(settings.lists),
             self.app.signing_key().origin,

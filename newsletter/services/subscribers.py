@@ -20,7 +20,7 @@ from newsletter.audience.importer import ImportReport, import_subscribers
 from newsletter.audience.lifecycle import RemoveOutcome, SubscribeOutcome
 from newsletter.audience.store import ListedSubscriber
 from newsletter.audience.tokens import confirm_url, verify_confirm_token
-from newsletter.db import compact_after_erasure, list_row
+from newsletter.db import compact_after_erasure, list_row, refresh_statistics
 from newsletter.errors import BadToken, DeliveryRefused
 from newsletter.models import MailingList, Subscriber
 from newsletter.render.templating import render_confirmation
@@ -105,6 +105,7 @@ class SubscriberService:
                 double_opt_in=double_opt_in,
                 skip_invalid=skip_invalid,
             )
+            refresh_statistics(session, "subscriber", "subscription")
             if double_opt_in and report.pending:
                 pending = [session.get(Subscriber, id_) for id_ in report.pending]
                 self._confirm(session, mailing_list, [s for s in pending if s is not None])

@@ -12,7 +12,9 @@ import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -96,6 +98,12 @@ def create_app(app: Newsletter) -> Starlette:
         )
 
     async def resubscribe(request: Request, token: str) -> Response:
+        if _cross_site(request, settings.publication.base_url):
+            return message(
+                "This button works only on our own page",
+                "Use the “Subscribe again” button on the page you saw after unsubscribing.",
+                status=403,
+            )
         undone = await run_in_threadpool(readers.resubscribe, token)
         if undone.changed:
             return message(
@@ -167,8 +175,17 @@ def create_app(app: Newsletter) -> Starlette:
         yield
         app.close()
 
+    async def database_down(request: Request, exc: Exception) -> Response:
+        return message(
+            "We could not do that just now",
+            "Our database is not answering. Nothing was changed; please try again in a few "
+            "minutes.",
+            status=503,
+        )
+
     application = Starlette(
         middleware=[Middleware(_SecurityHeaders)],
+        exception_handlers={SQLAlchemyError: database_down},
         routes=[
             Route("/unsubscribe", unsubscribe_help, methods=["GET"]),
             Route(PREVIEW_UNSUBSCRIBE_PATH, preview_link, methods=["GET", "POST"]),
@@ -185,6 +202,24 @@ def create_app(app: Newsletter) -> Starlette:
     )
     application.router.redirect_slashes = False  # no redirects built from a client's Host
     return application
+
+
+def _cross_site(request: Request, base_url: str) -> bool:
+    """A form POST that another site's page made the reader's browser send. Browsers say so in
+    Sec-Fetch-Site, older ones by Origin; with neither (not a browser), the token alone decides."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin == "null"
+    ours = {_origin(base_url), f"{request.url.scheme}://{request.url.netloc}"}
+    return origin.rstrip("/") not in ours
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def _small_body(request: Request, limit: int = 4096) -> str | None:
