@@ -86,7 +86,24 @@ def _make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "connect", _postgres_session)
+    return engine
+
+
+def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
+    """A backend whose client died (a killed `send`) stops its statement within seconds; by
+    default PostgreSQL runs it to the end, minutes for a big UPDATE. The setting is PostgreSQL
+    14's; an older server keeps its default."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET client_connection_check_interval = '2s'")
+    except Exception:  # an older server does not know it: nothing to do
+        dbapi_connection.rollback()
+    else:
+        dbapi_connection.commit()
+    finally:
+        cursor.close()
 
 
 def _create_private(path: Path) -> None:
