@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlmodel import col, func, select
 
 from newsletter.db import DriverConnection
 from newsletter.errors import FeedError
 from newsletter.feeds.clean import CleanEntry, prepare_entries
-from newsletter.feeds.fetch import FetchResult, HttpClient, fetch, http_client
+from newsletter.feeds.fetch import FetchResult, FetchRules, HttpClient, fetch, http_client
 from newsletter.feeds.ingest import IngestCounts, record_fetch, store_entries
 from newsletter.feeds.pool import parser_pool, settle
 from newsletter.models import Briefing, Feed
@@ -56,6 +56,7 @@ class FeedService:
         settings = self.app.settings
         order = {source.name: index for index, source in enumerate(settings.feeds)}
         reports: dict[str, FeedReport] = {}
+        rules = FetchRules.of(settings.fetch.total_deadline, settings.fetch.allow_private_hosts)
 
         def report(feed: Feed, outcome: FeedReport) -> None:
             feed.last_fetched_at = self.app.now()
@@ -98,46 +99,81 @@ class FeedService:
                     client=client,
                     etag=feed.etag,
                     last_modified=feed.last_modified,
+                    configured=feed.config_url,
+                    rules=rules,
                 ): feed
                 for feed in feeds
             }
             parsing: dict[Future[list[CleanEntry]], tuple[Feed, FetchResult]] = {}
-            for future in as_completed(fetching):
-                feed = fetching[future]
-                try:
-                    result = future.result()
-                except FeedError as exc:
-                    report(feed, FeedReport(feed.name, "error", error=str(exc)))
-                    continue
-                if result.moved_to:
-                    feed.url = result.moved_to
-                if result.status == "gone":
-                    feed.disabled = True
-                    report(feed, FeedReport(feed.name, "gone", error=GONE))
-                elif result.status == "not_modified":
-                    report(feed, FeedReport(feed.name, "not modified"))
-                else:
-                    job = parsers.submit(
-                        prepare_entries, result.content, result.headers, feed.name, result.url
-                    )
-                    parsing[job] = (feed, result)
-            for job in as_completed(parsing):
-                feed, result = parsing[job]
-                assert feed.id is not None
-                try:
-                    counts = store_entries(store, feed.id, job.result())
-                except FeedError as exc:
-                    store.rollback()
-                    report(feed, FeedReport(feed.name, "error", error=str(exc)))
-                    continue
-                except Exception as exc:  # one broken feed must not stop the rest
-                    store.rollback()
-                    error = f"feed {feed.name!r}: could not be processed: {exc!r}"
-                    report(feed, FeedReport(feed.name, "error", error=error))
-                    continue
-                feed.etag, feed.last_modified = result.etag, result.last_modified
-                report(feed, FeedReport(feed.name, "ok", counts))
+            # Downloads and parses are waited on together: each feed is parsed the moment it
+            # has arrived, and stored (on this thread: the store connection is not
+            # thread-safe) the moment it is parsed, whatever the slowest server is doing.
+            pending: set[Future[Any]] = set(fetching)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    if future in fetching:
+                        job = self._downloaded(fetching[future], future, parsers, report)
+                        if job is not None:
+                            parsing[job] = (fetching[future], future.result())
+                            pending.add(job)
+                    else:
+                        feed, result = parsing[future]
+                        self._parsed(feed, result, future, store, report)
         return [reports[name] for name in names if name in reports]
+
+    @staticmethod
+    def _downloaded(
+        feed: Feed,
+        download: Future[FetchResult],
+        parsers: Executor,
+        report: Callable[[Feed, FeedReport], None],
+    ) -> Future[list[CleanEntry]] | None:
+        """Report a download that failed or brought nothing new; else start parsing it."""
+        try:
+            result = download.result()
+        except FeedError as exc:
+            report(feed, FeedReport(feed.name, "error", error=str(exc)))
+            return None
+        except Exception as exc:  # one broken download must not stop the rest
+            error = f"feed {feed.name!r}: could not be fetched: {exc!r}"
+            report(feed, FeedReport(feed.name, "error", error=error))
+            return None
+        if result.moved_to:
+            feed.url = result.moved_to
+        if result.status == "gone":
+            feed.disabled = True
+            report(feed, FeedReport(feed.name, "gone", error=GONE))
+        elif result.status == "not_modified":
+            report(feed, FeedReport(feed.name, "not modified"))
+        else:
+            return parsers.submit(
+                prepare_entries, result.content, result.headers, feed.name, result.url
+            )
+        return None
+
+    @staticmethod
+    def _parsed(
+        feed: Feed,
+        result: FetchResult,
+        job: Future[list[CleanEntry]],
+        store: DriverConnection,
+        report: Callable[[Feed, FeedReport], None],
+    ) -> None:
+        assert feed.id is not None
+        try:
+            counts = store_entries(store, feed.id, job.result())
+        except FeedError as exc:
+            store.rollback()
+            report(feed, FeedReport(feed.name, "error", error=str(exc)))
+            return
+        except Exception as exc:  # one broken feed must not stop the rest
+            store.rollback()
+            error = f"feed {feed.name!r}: could not be processed: {exc!r}"
+            report(feed, FeedReport(feed.name, "error", error=error))
+            return
+        feed.etag, feed.last_modified = result.etag, result.last_modified
+        report(feed, FeedReport(feed.name, "ok", counts))
 
     def statuses(self) -> list[FeedStatus]:
         """Every feed of config.toml with its last fetch, last error and briefing count."""
