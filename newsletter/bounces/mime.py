@@ -3,16 +3,53 @@
 Text parts in their charsets, header values (RFC 2047 or raw 8-bit), the field groups of
 delivery-status and feedback-report parts, the headers of the original a report quotes, and
 the bare addresses those name.
+
+Every message is parsed by `parse_bytes`, which refuses parts nested more than `MAX_DEPTH`
+deep: the email package's parser recurses once per level, so a message nested a thousand deep
+would otherwise end in RecursionError, and every walk over the parts recurses too.
 """
 
 from __future__ import annotations
 
 import re
-from email import message_from_bytes, policy
+from email import policy
 from email.message import Message
+from email.parser import BytesParser
 
-_ADDRESS = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+# Returned mail nests a handful of levels (report, quoted original, its alternatives); no
+# sender needs fifty.
+MAX_DEPTH = 50
+
+_LOCAL = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]"
+# A match may start only where a run of local-part characters starts: without the lookbehind
+# every position of a long run is tried again to its end, quadratic in a hostile body.
+_ADDRESS = rf"(?<!{_LOCAL}){_LOCAL}+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 ADDRESS_RE = re.compile(_ADDRESS)
+
+
+class TooDeep(ValueError):
+    """A message with parts nested more than MAX_DEPTH deep."""
+
+
+class _Bounded(Message):
+    """A message that counts its depth as the parser attaches each part to its parent, which
+    the parser does before it parses that part: a level too deep is refused before the parser
+    recurses into it."""
+
+    depth = 0
+
+    def attach(self, payload: Message | str) -> None:
+        if isinstance(payload, _Bounded):
+            payload.depth = self.depth + 1
+            if payload.depth > MAX_DEPTH:
+                raise TooDeep(f"parts nested more than {MAX_DEPTH} deep")
+        super().attach(payload)
+
+
+def parse_bytes(data: bytes, *, headers_only: bool = False) -> Message:
+    """A message from its bytes, nested at most MAX_DEPTH deep (TooDeep otherwise)."""
+    parser = BytesParser(_Bounded, policy=policy.compat32)
+    return parser.parsebytes(data, headersonly=headers_only)
 
 
 def leaf_parts(message: Message) -> list[Message]:
@@ -53,9 +90,7 @@ def status_blocks(part: Message) -> list[list[tuple[str, str]]]:
     text = payload if isinstance(payload, str) else part_text(part)
     blocks = []
     for chunk in re.split(r"\n\s*\n", text.strip()):
-        blocks.append(
-            fields_of(message_from_bytes(chunk.encode("utf-8", "replace"), policy=policy.compat32))
-        )
+        blocks.append(fields_of(parse_bytes(chunk.encode("utf-8", "replace"))))
     return blocks
 
 
@@ -63,15 +98,13 @@ def fields_of(part: Message) -> list[tuple[str, str]]:
     """(lowercased name, value on one line) for each field of a part or of the block it holds."""
     source = part
     if not part.keys() and isinstance(part.get_payload(), str):
-        source = message_from_bytes(
-            str(part.get_payload()).encode("utf-8", "replace"), policy=policy.compat32
-        )
+        source = parse_bytes(str(part.get_payload()).encode("utf-8", "replace"))
     elif part.get_content_type() == "message/feedback-report":
         body = part.get_payload()
         if isinstance(body, list) and body and isinstance(body[0], Message):
             source = body[0]
         elif isinstance(body, str):
-            source = message_from_bytes(body.encode("utf-8", "replace"), policy=policy.compat32)
+            source = parse_bytes(body.encode("utf-8", "replace"))
     return [(name.lower(), " ".join(str(value).split())) for name, value in source.items()]
 
 
@@ -81,7 +114,8 @@ def _headers_of(part: Message) -> Message:
         inner = payload[0]
         assert isinstance(inner, Message)
         return inner
-    return message_from_bytes(str(payload).encode("utf-8", "replace"), policy=policy.compat32)
+    # Only the headers are wanted: whatever body the quoted text carries is never parsed.
+    return parse_bytes(str(payload).encode("utf-8", "replace"), headers_only=True)
 
 
 def bare_address(value: str) -> str:

@@ -1,21 +1,26 @@
-"""Returned mail -> who bounced, how, and why.
+"""Returned mail -> who bounced, how, and why, and which message of ours it is about.
 
 Reads RFC 3464 delivery status notifications, RFC 5965 ARF complaints, Amazon SES notifications
 and the plain-text bounces of common servers (qmail, Exim, Sendmail, ...). Auto-replies
 (RFC 3834) and successful delivery notifications are never bounces. Each recipient's reason and
 hard/soft kind come from `newsletter.bounces.reasons`; the MIME digging from
 `newsletter.bounces.mime`.
+
+A report says what its sender wants it to say: the addresses it names prove nothing. So it is
+also read for what ties it to our own mail (the address it came back to, the Return-Path and
+Message-ID of the original it quotes), and for who sent it and in which format; deciding what to
+believe is `newsletter.bounces.process`'s.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
 from email.message import Message
 from email.utils import getaddresses, parseaddr
-from typing import Literal
+from typing import Any, Literal
 
 from newsletter.bounces.mime import (
     ADDRESS_RE,
@@ -23,11 +28,20 @@ from newsletter.bounces.mime import (
     fields_of,
     header_text,
     leaf_parts,
+    parse_bytes,
     part_text,
     quoted_original,
     status_blocks,
 )
 from newsletter.bounces.reasons import STATUS_RE, Kind, classify, status_code
+
+Format = Literal["arf", "dsn", "json", "prose", "autoreply", "none"]
+# A report is about one message; a longer list of quoted Message-IDs is not worth looking up.
+MAX_MESSAGE_IDS = 5
+# Nor does it name hundreds of recipients: past these, a forged one would only cost time, and
+# the prose reader's work grows with the square of the addresses it meets.
+MAX_RECIPIENTS = 100
+MAX_MENTIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -49,12 +63,17 @@ class Report:
     # The Return-Path of our message as the report quotes it: a VERP address that names the
     # reader even when a feedback loop redacts their address or forwards the report elsewhere.
     original_return_path: list[str] = field(default_factory=list)
+    # The Message-ID of the original the report quotes (or the notice names), best first.
+    original_message_ids: list[str] = field(default_factory=list)
+    format: Format = "none"
+    sender: str = ""  # the From address, as the report claims it
 
 
 def parse_report(raw: bytes) -> Report:
+    """Raises mime.TooDeep for parts nested deeper than any returned mail is."""
     # CR-only and CRLF line endings alike.
     data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    message = message_from_bytes(data, policy=policy.compat32)
+    message = parse_bytes(data)
     envelope_to = [
         address
         for _, address in getaddresses(
@@ -65,25 +84,50 @@ def parse_report(raw: bytes) -> Report:
         if address
     ]
     # Bounces come before auto-replies: Exim and Office 365 mark their bounces auto-replied too.
-    report = (
-        _arf(message)
-        or _dsn(message)
-        or _ses(message)
-        or _plain_bounce(message)
-        or _autoreply(message)
-        or Report("unknown")
+    readers: tuple[tuple[Format, Callable[[Message], Report | None]], ...] = (
+        ("arf", _arf),
+        ("dsn", _dsn),
+        ("json", _ses),
+        ("prose", _plain_bounce),
+        ("autoreply", _autoreply),
     )
+    report = Report("unknown")
+    for form, reader in readers:
+        found = reader(message)
+        if found is not None:
+            report = found
+            report.format = form
+            break
     report.envelope_to = envelope_to
-    report.original_return_path = _original_return_path(message)
+    report.sender = parseaddr(header_text(message, "From"))[1].lower()
+    original = quoted_original(message)
+    if original is not None:
+        report.original_return_path += _addresses(original.get_all("Return-Path", []))
+        report.original_message_ids[:0] = original.get_all("Message-ID", [])
+    report.original_message_ids += _copied_message_ids(message)
+    report.original_message_ids = list(
+        dict.fromkeys(" ".join(str(value).split()) for value in report.original_message_ids)
+    )[:MAX_MESSAGE_IDS]
     return report
 
 
-def _original_return_path(message: Message) -> list[str]:
-    original = quoted_original(message)
-    if original is None:
-        return []
-    headers = original.get_all("Return-Path", [])
+def _addresses(headers: list[str]) -> list[str]:
     return [address for _, address in getaddresses(headers) if address]
+
+
+# A header line of our message where a prose bounce copies it into its text (qmail, Exim).
+_COPIED_MESSAGE_ID = re.compile(
+    r"^Message-ID:[ \t]*(<[^<>\s]{1,250}>)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def _copied_message_ids(message: Message) -> list[str]:
+    return [
+        found
+        for part in leaf_parts(message)
+        if part.get_content_maintype() == "text"
+        for found in _COPIED_MESSAGE_ID.findall(part_text(part))
+    ]
 
 
 def _arf(message: Message) -> Report | None:
@@ -105,7 +149,7 @@ def _arf(message: Message) -> Report | None:
         "complaint",
         [
             Recipient(bare_address(address), "complaint", "feedback")
-            for address in dict.fromkeys(addresses)
+            for address in list(dict.fromkeys(addresses))[:MAX_RECIPIENTS]
             if "@" in address
         ],
     )
@@ -122,6 +166,7 @@ def _dsn(message: Message) -> Report | None:
         part_text(part) for part in leaf_parts(message) if part.get_content_type() == "text/plain"
     )
     blocks = [block for part in status_parts for block in status_blocks(part)[1:]]
+    blocks = blocks[:MAX_RECIPIENTS]
     recipients: list[Recipient] = []
     for block in blocks:
         values = dict(block)
@@ -181,36 +226,49 @@ def _near(text: str, address: str, lines: int = 3) -> str:
     return text[start:end]
 
 
+# The notice's own key, or the same key escaped in the string an SNS envelope wraps it in.
+_SES_KEY = re.compile(r'\\?"(notificationType|eventType)\\?"')
+
+
 def _ses(message: Message) -> Report | None:
     """Amazon SES notifications (JSON in the body, sometimes wrapped in an SNS envelope)."""
     text = " ".join(part_text(part) for part in leaf_parts(message)).strip()
-    if '"notificationType"' not in text and '"eventType"' not in text:
+    if not _SES_KEY.search(text):
         return None
-    body = text[text.index("{") :]
     decoder = json.JSONDecoder(strict=False)  # mail wraps long JSON lines
     try:
+        body = text[text.index("{") :]
         try:
             notice, _ = decoder.raw_decode(body)
         except ValueError:
             notice, _ = decoder.raw_decode(body.replace("\n", ""))
         if isinstance(notice.get("Message"), str):
             notice = json.loads(notice["Message"], strict=False)
-    except (ValueError, KeyError, AttributeError):
+    except (ValueError, KeyError, AttributeError, RecursionError):
         return None
+    if not isinstance(notice, dict):
+        return None
+    report = _ses_verdict(notice)
+    if report is not None:
+        report.original_return_path, report.original_message_ids = _ses_original(notice)
+    return report
+
+
+def _ses_verdict(notice: dict[str, Any]) -> Report | None:
     kind = notice.get("notificationType") or notice.get("eventType")
     if kind == "Complaint":
-        people = notice.get("complaint", {}).get("complainedRecipients", [])
+        people = notice.get("complaint", {}).get("complainedRecipients", [])[:MAX_RECIPIENTS]
         return Report(
             "complaint", [Recipient(p["emailAddress"], "complaint", "feedback") for p in people]
         )
     if kind == "Delivery":
-        people = notice.get("delivery", {}).get("recipients", [])
+        people = notice.get("delivery", {}).get("recipients", [])[:MAX_RECIPIENTS]
         return Report("delivered", [Recipient(p, "none", "delivered", "2.0.0") for p in people])
     if kind == "Bounce":
         bounce = notice.get("bounce", {})
         permanent = bounce.get("bounceType") == "Permanent"
         recipients = []
-        for person in bounce.get("bouncedRecipients", []):
+        for person in bounce.get("bouncedRecipients", [])[:MAX_RECIPIENTS]:
             status = status_code(person.get("status", ""))
             diagnostic = person.get("diagnosticCode", "")
             reason, judged = classify(status, diagnostic)
@@ -225,6 +283,28 @@ def _ses(message: Message) -> Report | None:
             )
         return Report("bounce", recipients)
     return None
+
+
+def _ses_original(notice: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(the envelope sender, the Message-IDs) of the message a notice is about: SES names them
+    in `mail` (its own id, and ours among the headers when it was told to include them)."""
+    mail = notice.get("mail")
+    if not isinstance(mail, dict):
+        return [], []
+    source = mail.get("source")
+    return_path = [bare_address(source)] if isinstance(source, str) else []
+    common = mail.get("commonHeaders")
+    headers = mail.get("headers")
+    ids = [
+        *([common.get("messageId")] if isinstance(common, dict) else []),
+        *(
+            header.get("value")
+            for header in (headers if isinstance(headers, list) else [])
+            if isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id"
+        ),
+        mail.get("messageId"),
+    ]
+    return return_path, [value for value in ids if isinstance(value, str)]
 
 
 _AUTOREPLY_SUBJECT = re.compile(
@@ -282,26 +362,36 @@ def _plain_bounce(message: Message) -> Report | None:
     cut = _CUT.search(human)
     human = human[: cut.start()] if cut else human
     own = {parseaddr(sender)[1].lower()}
-    failed = [
-        address.lower()
-        for _, address in getaddresses(message.get_all("X-Failed-Recipients", []))
-        if address
-    ]
+    failed = list(
+        dict.fromkeys(
+            address.lower()
+            for _, address in getaddresses(message.get_all("X-Failed-Recipients", []))
+            if address
+        )
+    )[:MAX_RECIPIENTS]
     mentions: list[tuple[int, str]] = []
+    named: set[str] = set()
     for match in ADDRESS_RE.finditer(human):
         address = match.group(0).strip(".").lower()
         if address in own or _looks_like_daemon(address) or (failed and address not in failed):
             continue
+        # One address past the last judged is kept: where it starts ends that one's lines.
+        if len(mentions) == MAX_MENTIONS or (address not in named and len(named) > MAX_RECIPIENTS):
+            break
+        named.add(address)
         if not mentions or mentions[-1][1] != address:
             mentions.append((human.rfind("\n", 0, match.start()) + 1, address))
     for address in failed:
-        if address not in {a for _, a in mentions}:
+        if address not in named:
+            named.add(address)
             mentions.append((len(human), address))
     recipients: list[Recipient] = []
     seen: set[str] = set()
     for index, (start, address) in enumerate(mentions):
         if address in seen:
             continue
+        if len(seen) == MAX_RECIPIENTS:
+            break
         seen.add(address)
         # From this address to the next one named: the lines about this recipient alone.
         later = [s for s, other in mentions[index + 1 :] if other != address and s > start]

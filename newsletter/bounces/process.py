@@ -1,36 +1,57 @@
-"""Acting on returned mail: find the subscriber, record the bounce, suppress when it is time.
+"""Acting on returned mail: find the message of ours it is about, record it, suppress in time.
 
 - hard bounce: the subscriber is suppressed (status bounced) at once;
 - complaint: they are unsubscribed from every list and suppressed (status complained);
 - soft bounce: counted; `soft_limit` of them within `soft_days` suppress the address;
 - auto-replies and delivery notifications: nothing happens, ever.
-The subscriber is found by the VERP return path first (bounces+<signed id>@bounce_domain: the
-address the report came back to, or our message's Return-Path quoted in the report), then by the
-addresses the report names.
+
+Anyone can send us a report naming anyone, so the addresses a report names decide nothing. A
+report acts only on the one reader a message of ours went to, found by
+- the VERP return path (bounces+<signed digest.subscriber>@bounce_domain): the address the report
+  came back to, or our message's Return-Path quoted in it; or
+- the Message-ID of our message (`<nonce.subscriber@domain>`, kept in Delivery.message_id) as the
+  report quotes it, or as an SES notice names it;
+and only when that delivery is in the ledger with a Message-ID, i.e. was handed to a transport.
+The report's verdict for that one reader is applied, whatever address it gives them (a
+forwarding address, or none when a feedback loop redacts it). A report tied to no message of
+ours changes nothing: it stays where it was and is listed in `ProcessReport.unrecognized`.
+JSON notifications (Amazon SES) are believed only from a sender in `[bounces] json_senders`,
+and then only under the same rule.
+
+One message never stops the others: a message that cannot be read (parts nested more than
+`mime.MAX_DEPTH` deep, or any other failure while reading or acting on it) is moved to the
+`processed` folder like a handled one, with nothing of it recorded, and listed with the reason
+in `ProcessReport.unreadable`, so a later run does not meet it again. A database error is not
+the message's fault: it stops the run with the message left where it was, to be tried again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import mailbox
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from sqlalchemy import func
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from newsletter.audience import lifecycle
 from newsletter.audience.addresses import email_key
 from newsletter.audience.tokens import SigningKey
+from newsletter.bounces.mime import TooDeep
 from newsletter.bounces.parse import Recipient, Report, parse_report
 from newsletter.config import Settings
 from newsletter.errors import BadToken, NewsletterError
 from newsletter.models import (
     Bounce,
     BounceKind,
+    Delivery,
+    Digest,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -46,8 +67,10 @@ class ProcessReport:
     soft: int = 0
     complaints: int = 0
     suppressed: int = 0
-    ignored: int = 0  # auto-replies and delivery notices
-    unrecognized: list[str] = field(default_factory=list)  # left where they were
+    ignored: int = 0  # auto-replies, delivery notices, reports of ours with nothing to act on
+    unrecognized: list[str] = field(default_factory=list)  # tied to no message of ours: left
+    unreadable: list[str] = field(default_factory=list)  # moved to processed, nothing recorded
+    why: dict[str, str] = field(default_factory=dict)  # key -> one line, for both lists
 
 
 class Source(Protocol):
@@ -114,25 +137,94 @@ class LocalBox:
 def process_mailbox(
     session: Session, settings: Settings, key: SigningKey, box: Source
 ) -> ProcessReport:
-    """Act on every message of a source; handled ones move to `processed`, others stay."""
+    """Act on every message of a source; handled and unreadable ones move to `processed`, those
+    tied to no message of ours stay."""
     report = ProcessReport()
     try:
         for item_key, raw in box.items():
             report.messages += 1
-            parsed = parse_report(raw)
-            if parsed.kind in ("autoreply", "delivered"):
-                report.ignored += 1
+            try:
+                outcome = _process_one(session, settings, key, raw)
+                session.commit()  # recorded first: a crash may repeat a move, never lose a bounce
+            except SQLAlchemyError:
+                session.rollback()
+                raise
+            except Exception as exc:  # hostile mail may break anything it reaches: contained here
+                session.rollback()
+                report.unreadable.append(item_key)
+                report.why[item_key] = _one_line(exc)
                 box.move_to_processed(item_key)
                 continue
-            acted = _act(session, settings, key, parsed, _report_id(raw), report)
-            session.commit()  # recorded first: a crash may repeat a move, never lose a bounce
-            if acted:
-                box.move_to_processed(item_key)
-            else:
+            if isinstance(outcome, _NotOurs):
                 report.unrecognized.append(item_key)
+                report.why[item_key] = outcome.why
+                continue
+            _count(report, outcome)
+            box.move_to_processed(item_key)
     finally:
         box.close()
     return report
+
+
+@dataclass(frozen=True)
+class _NotOurs:
+    why: str
+
+
+@dataclass(frozen=True)
+class _Acted:
+    kind: Literal["hard", "soft", "complaint", "none", "repeated"]
+    suppressed: bool = False
+
+
+def _count(report: ProcessReport, acted: _Acted) -> None:
+    if acted.kind == "hard":
+        report.hard += 1
+    elif acted.kind == "soft":
+        report.soft += 1
+    elif acted.kind == "complaint":
+        report.complaints += 1
+    elif acted.kind == "none":
+        report.ignored += 1
+    report.suppressed += acted.suppressed
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    # Anything but our own refusal is a failure the editor may want to report: name its type.
+    return (text if isinstance(exc, TooDeep) else f"{type(exc).__name__}: {text}")[:200]
+
+
+def _process_one(
+    session: Session, settings: Settings, key: SigningKey, raw: bytes
+) -> _Acted | _NotOurs:
+    parsed = parse_report(raw)
+    if parsed.kind in ("autoreply", "delivered"):
+        return _Acted("none")
+    if parsed.kind == "unknown":
+        return _NotOurs("not a bounce or complaint that can be read")
+    if parsed.format == "json" and not _json_sender(settings, parsed.sender):
+        return _NotOurs(
+            f"a JSON notice from {parsed.sender or 'no sender'}, "
+            "who is not in [bounces] json_senders"
+        )
+    delivery = _our_delivery(session, settings, key, parsed)
+    if delivery is None:
+        return _NotOurs("names no message of ours (no signed return path, no Message-ID we sent)")
+    subscriber = session.get(Subscriber, delivery.subscriber_id)
+    assert subscriber is not None  # the ledger's foreign key
+    verdict = _verdict(parsed, subscriber)
+    if verdict is None:
+        return _Acted("none")
+    return _record(session, settings, subscriber, verdict, delivery.digest_id, _report_id(raw))
+
+
+def _json_sender(settings: Settings, sender: str) -> bool:
+    """Whether `sender` is one of `[bounces] json_senders` (an address, or "@domain")."""
+    if "@" not in sender:
+        return False
+    domain = "@" + sender.rpartition("@")[2]
+    return any(entry.strip().lower() in (sender, domain) for entry in settings.bounces.json_senders)
 
 
 def _report_id(raw: bytes) -> str:
@@ -162,76 +254,77 @@ def _verp(settings: Settings, key: SigningKey, parsed: Report) -> tuple[int, int
     return None
 
 
-def _act(
+# What PreparedMessage.message_id makes: the digest's nonce and the subscriber id.
+_OUR_MESSAGE_ID = re.compile(r"<([0-9A-Za-z]{1,64})\.([0-9]{1,18})@[^<>\s]{1,253}>")
+
+
+def _our_delivery(
+    session: Session, settings: Settings, key: SigningKey, parsed: Report
+) -> Delivery | None:
+    """The one delivery of ours the report is about: by VERP, else by a quoted Message-ID."""
+    verp = _verp(settings, key, parsed)
+    if verp is not None:
+        delivery = session.get(Delivery, verp)
+        if delivery is not None and delivery.message_id:
+            return delivery
+    for message_id in parsed.original_message_ids:
+        match = _OUR_MESSAGE_ID.fullmatch(message_id)
+        if match is None:
+            continue
+        nonce, subscriber_id = match.groups()
+        digest_id = session.exec(select(Digest.id).where(Digest.nonce == nonce)).first()
+        if digest_id is None:
+            continue
+        delivery = session.get(Delivery, (digest_id, int(subscriber_id)))
+        # The whole Message-ID as sent, not only its parts: the domain is ours too.
+        if delivery is not None and delivery.message_id == message_id:
+            return delivery
+    return None
+
+
+def _verdict(parsed: Report, subscriber: Subscriber) -> Recipient | None:
+    """The report's verdict for the one reader our message went to: the recipient with their
+    address, else the first it judges (a forwarding address, an alias), else, for a feedback
+    loop that redacted every address, a complaint."""
+    named = [r for r in parsed.recipients if email_key(r.address) == subscriber.email_key]
+    if named:
+        return named[0] if named[0].kind != "none" else None
+    judged = next((r for r in parsed.recipients if r.kind != "none"), None)
+    if judged is None and parsed.kind == "complaint":
+        judged = Recipient(subscriber.email, "complaint", "feedback")
+    return judged
+
+
+def _record(
     session: Session,
     settings: Settings,
-    key: SigningKey,
-    parsed: Report,
+    subscriber: Subscriber,
+    recipient: Recipient,
+    digest_id: int,
     report_id: str,
-    report: ProcessReport,
-) -> bool:
-    """Record and act on one report; False when it names no subscriber of ours."""
-    verp = _verp(settings, key, parsed)
-    if verp is None and settings.publication.bounce_domain and parsed.kind == "bounce":
-        # Every message we send has a signed return path: a bounce without one is not to our
-        # mail, and anyone could write it to get an address suppressed. Complaints (feedback
-        # loops) come to another address and are still matched by the reader's address.
-        return False
-    targets: list[tuple[Subscriber, Recipient, int | None]] = []
-    if verp is not None:
-        subscriber = session.get(Subscriber, verp[1])
-        if subscriber is not None:
-            # The report's own verdict for the one recipient, whatever address it gives.
-            judged = next((r for r in parsed.recipients if r.kind != "none"), None)
-            if judged is None and parsed.kind == "complaint":  # the feedback loop redacted it
-                judged = Recipient(subscriber.email, "complaint", "feedback")
-            if judged is not None:
-                targets.append((subscriber, judged, verp[0]))
-    else:
-        for recipient in parsed.recipients:
-            if recipient.kind == "none":
-                continue
-            subscriber = session.exec(
-                select(Subscriber).where(Subscriber.email_key == email_key(recipient.address))
-            ).first()
-            if subscriber is not None:
-                targets.append((subscriber, recipient, None))
-    if not targets:
-        return False
-    for subscriber, recipient, digest_id in targets:
-        assert subscriber.id is not None
-        if (
-            report_id
-            and session.exec(
-                select(Bounce.id).where(
-                    Bounce.subscriber_id == subscriber.id, Bounce.report_id == report_id
-                )
-            ).first()
-        ):
-            continue  # the same returned mail seen twice changes nothing more
-        kind = BounceKind(recipient.kind)
-        action = _apply(session, settings, subscriber, kind)
-        session.add(
-            Bounce(
-                subscriber_id=subscriber.id,
-                digest_id=digest_id,
-                kind=kind,
-                status_code=recipient.status,
-                reason=recipient.reason,
-                diagnostic=recipient.diagnostic[:1000],
-                action=action,
-                report_id=report_id,
-            )
+) -> _Acted:
+    assert subscriber.id is not None
+    if session.exec(
+        select(Bounce.id).where(
+            Bounce.subscriber_id == subscriber.id, Bounce.report_id == report_id
         )
-        if recipient.kind == "hard":
-            report.hard += 1
-        elif recipient.kind == "complaint":
-            report.complaints += 1
-        else:
-            report.soft += 1
-        if action.startswith("suppressed"):
-            report.suppressed += 1
-    return True
+    ).first():
+        return _Acted("repeated")  # the same returned mail seen twice changes nothing more
+    kind = BounceKind(recipient.kind)
+    action = _apply(session, settings, subscriber, kind)
+    session.add(
+        Bounce(
+            subscriber_id=subscriber.id,
+            digest_id=digest_id,
+            kind=kind,
+            status_code=recipient.status,
+            reason=recipient.reason,
+            diagnostic=recipient.diagnostic[:1000],
+            action=action,
+            report_id=report_id,
+        )
+    )
+    return _Acted(kind.value, suppressed=action.startswith("suppressed"))
 
 
 def _apply(session: Session, settings: Settings, subscriber: Subscriber, kind: BounceKind) -> str:

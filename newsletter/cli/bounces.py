@@ -22,7 +22,8 @@ def bounces_process(
         bool, typer.Option("--imap", help="Read the IMAP folder of [bounces.imap] instead.")
     ] = False,
 ) -> None:
-    """Act on bounces and complaints; handled mail moves to a `processed` folder beside it."""
+    """Act on bounces and complaints about mail we sent; handled and unreadable mail moves to a
+    `processed` folder beside it."""
     if (path is None) != imap:
         err.print("error: give a Maildir or mbox PATH, or --imap (one of the two)")
         raise typer.Exit(2)
@@ -35,9 +36,16 @@ def bounces_process(
     )
     if report.unrecognized:
         where = path or "the IMAP folder"
-        out.print(f"{len(report.unrecognized)} message(s) named no subscriber and stay in {where}:")
+        out.print(f"{len(report.unrecognized)} message(s) changed nothing and stay in {where}:")
         for key in report.unrecognized:
-            out.print(f"    {key}")
+            out.print(f"    {key}: {report.why[key]}")
+    if report.unreadable:
+        out.print(
+            f"{len(report.unreadable)} message(s) could not be read and moved to the processed "
+            "folder:"
+        )
+        for key in report.unreadable:
+            out.print(f"    {key}: {report.why[key]}")
 
 
 @bounces_app.command("list")

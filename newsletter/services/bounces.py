@@ -34,7 +34,8 @@ class BounceService:
 
     def process(self, path: Path | None) -> ProcessReport:
         """Read returned mail (a Maildir, an mbox, or with no path the IMAP folder of
-        [bounces.imap]) and act on every report that names a reader."""
+        [bounces.imap]) and act on every report tied to a message we sent (see
+        newsletter.bounces.process for what ties one)."""
         settings = self.app.settings
         if path is not None:
             box: Source = LocalBox(path)
