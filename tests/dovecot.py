@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import imaplib
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -78,16 +79,31 @@ service stats {{
     )
     try:
         deadline = time.monotonic() + 20
-        while "starting up" not in _log(root):
+        while not _logs_in(port, user, password):
             assert process.poll() is None, _log(root)
             assert time.monotonic() < deadline, _log(root)
             time.sleep(0.05)
-        time.sleep(0.2)
         yield port
     finally:
         process.terminate()
         process.wait(timeout=20)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _logs_in(port: int, user: str, password: str) -> bool:
+    """Whether the login service answers and takes the user's password: ready for a test."""
+    try:
+        client = imaplib.IMAP4("127.0.0.1", port, timeout=5)
+    except OSError:
+        return False  # not listening yet
+    try:
+        client.login(user, password)
+    except (imaplib.IMAP4.error, OSError):
+        return False  # listening, but the auth service is not up yet
+    finally:
+        with suppress(imaplib.IMAP4.error, OSError):
+            client.logout()
+    return True
 
 
 def _log(root: Path) -> str:

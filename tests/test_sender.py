@@ -11,7 +11,8 @@ from pathlib import Path
 import dkim
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
+from aiosmtpd.smtp import Envelope as AiosmtpdEnvelope
 
 from newsletter.audience.tokens import SigningKey
 from tests.certs import Certificates, make_certificates, make_dkim_key
@@ -81,20 +82,43 @@ def test_header_injection_from_a_feed_title_is_impossible(
 def test_dropped_connections_and_slow_replies_are_retried(
     smtp_project: Project, smtp_server: SmtpServer
 ) -> None:
-    smtp_project.update("smtp", timeout=1)
-    smtp_project.update("delivery", retry_base_seconds=0.05)
-    smtp_server.handler.drop_once = {"ada@example.com", "grace@example.com"}
-    assert "6 sent, 0 failed, 0 deferred" in publish(smtp_project)
-    assert smtp_server.handler.rcpt_attempts["ada@example.com"] == 2
-    assert len(smtp_server.received) == 6
+    smtp_project.update("smtp", timeout=0.5)
+    smtp_project.update("delivery", retry_base_seconds=0.05, max_attempts=2)
+    handler = smtp_server.handler
+    handler.drop_once = {"ada@example.com", "grace@example.com"}
+    handler.data_delay = 1.0  # every answer to DATA comes after the client has given up
+    assert "0 sent, 0 failed, 6 deferred" in publish(smtp_project)
+    # Each reader was tried again: Ada and Grace after the dropped connection, then like
+    # everyone after the reply that came too late.
+    assert len(handler.rcpt_attempts) == 6
+    assert set(handler.rcpt_attempts.values()) == {2}
+    assert smtp_server.received == []  # hanging up before the 250 takes no message
+    assert "active 6" in smtp_project.cli("lists").output  # a slow server is nobody's bounce
+    handler.data_delay = 0.1  # still slow, but within the timeout: waited for, not retried
+    again = smtp_project.cli("send", "--list", "weekly", "--yes").output
+    assert "Retried deferred deliveries of digest 1." in again
+    assert "6 sent, 0 failed, 0 deferred" in again
+    assert set(handler.rcpt_attempts.values()) == {3}
+    assert sorted(r.recipients[0] for r in smtp_server.received) == sorted(handler.rcpt_attempts)
 
 
 def test_rate_limit_spaces_messages(smtp_project: Project, smtp_server: SmtpServer) -> None:
-    smtp_project.update("smtp", rate_per_second=20)
-    started = time.monotonic()
+    """Timed where the limiter acts, between the messages' arrivals at the server: the fetch,
+    the import, rendering and connecting around them take as long with no limit at all."""
+    smtp_project.update("smtp", rate_per_second=10)
+    arrivals: list[float] = []
+    accept = smtp_server.handler.handle_DATA
+
+    async def timed(server: SMTP, session: Session, envelope: AiosmtpdEnvelope) -> str:
+        arrivals.append(time.monotonic())
+        return await accept(server, session, envelope)
+
+    smtp_server.handler.handle_DATA = timed  # type: ignore[method-assign]
     publish(smtp_project)
-    assert time.monotonic() - started >= 5 / 20  # six messages at 20/s: at least 0.25 s apart
-    assert len(smtp_server.received) == 6
+    assert len(smtp_server.received) == len(arrivals) == 6
+    # Six messages at 10/s are 0.5 s from first to last; the first one's connect may eat into
+    # that, never a whole interval. Without the limiter the six arrive within a few ms.
+    assert arrivals[-1] - arrivals[0] >= 4 / 10
 
 
 def test_test_copy_goes_to_one_address_outside_the_ledger(

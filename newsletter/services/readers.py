@@ -20,7 +20,7 @@ from newsletter.audience.tokens import (
 from newsletter.db import probe_write
 from newsletter.digest.builder import digest_view
 from newsletter.errors import BadToken
-from newsletter.models import Digest, DigestStatus, MailingList
+from newsletter.models import Digest, DigestStatus, MailingList, Subscriber
 from newsletter.personalize import Markers, Recipient
 from newsletter.render.atom import archive_feed
 from newsletter.render.templating import archive_url, render_digest
@@ -56,23 +56,26 @@ class ReaderService:
     def __init__(self, app: Newsletter) -> None:
         self.app = app
 
-    def _list_name(self, list_id: int) -> str:
+    def _list_name(self, list_id: int, subscriber_id: int) -> str:
+        """The name of the list a well-signed link names, when it names a list and a reader
+        we have (BadToken otherwise: the same 400 page as a tampered link)."""
         with self.app.session() as session:
             mailing_list = session.get(MailingList, list_id)
-        if mailing_list is None:
+            reader = session.get(Subscriber, subscriber_id)
+        if mailing_list is None or reader is None:
             raise BadToken("this link is not valid")
         return mailing_list.name
 
     def list_for_unsubscribe(self, token: str) -> str:
         """The list a token unsubscribes from (BadToken if it is not ours)."""
-        list_id, _ = verify_unsubscribe_token(self.app.signing_key(), token)
-        return self._list_name(list_id)
+        list_id, subscriber_id = verify_unsubscribe_token(self.app.signing_key(), token)
+        return self._list_name(list_id, subscriber_id)
 
     def unsubscribe(self, token: str, *, origin: str) -> UnsubscribeReport:
         """Unsubscribe at once; repeating it is harmless."""
         key = self.app.signing_key()
         list_id, subscriber_id = verify_unsubscribe_token(key, token)
-        name = self._list_name(list_id)
+        name = self._list_name(list_id, subscriber_id)
         with self.app.session() as session:
             lifecycle.unsubscribe_by_link(session, list_id, subscriber_id, origin)
             session.commit()
@@ -81,7 +84,7 @@ class ReaderService:
     def resubscribe(self, token: str) -> ResubscribeReport:
         """Undo an unsubscribe made through a link, within a day, from the page that followed."""
         list_id, subscriber_id = verify_resubscribe_token(self.app.signing_key(), token)
-        name = self._list_name(list_id)
+        name = self._list_name(list_id, subscriber_id)
         with self.app.session() as session:
             changed = lifecycle.resubscribe(session, list_id, subscriber_id)
             session.commit()

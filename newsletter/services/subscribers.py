@@ -131,7 +131,7 @@ class SubscriberService:
         list_id, subscriber_id = verify_confirm_token(self.app.settings, key, token)
         with self.app.session() as session:
             mailing_list = session.get(MailingList, list_id)
-            if mailing_list is None:
+            if mailing_list is None or session.get(Subscriber, subscriber_id) is None:
                 raise BadToken("this link is not valid")
             changed = lifecycle.confirm(session, list_id, subscriber_id)
             session.commit()
