@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -167,7 +168,7 @@ def build_digest(
         return None
     values: dict[str, object] = {
         "publication": settings.publication.name,
-        "lead": rows[plan.lead.candidate.id].title,
+        "lead": header_text(rows[plan.lead.candidate.id].title),
         "count": len(plan.items),
         "more": len(plan.items) - 1,
         "and_more": f" and {len(plan.items) - 1} more" if len(plan.items) > 1 else "",
@@ -210,10 +211,50 @@ def build_digest(
     return digest
 
 
+# Characters. Mail clients show 40 to 90 of a subject; a feed's title can be a megabyte, and a
+# header that long is refused by some servers and unreadable everywhere.
+HEADER_LIMIT = 150
+_SHORTEST_LEAD = 40  # a subject template longer than the limit still says what leads
+# Invisible characters that change how the rest is shown: bidi embeddings, overrides and
+# isolates make "moc.elgoog" read "google.com"; zero-width ones hide inside look-alike words.
+# A zero-width joiner between two emoji (a family, a flag) is how those are written: kept.
+_EMOJI = "\u2600-\u27bf\ufe0f\U0001f000-\U0001faff"
+_INVISIBLE = re.compile(
+    f"[\u200b\u200c\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+    f"|(?<![{_EMOJI}])\u200d|\u200d(?![{_EMOJI}])"
+)
+# What never ends a shortened text: half of a letter or of an emoji.
+_CONTINUES = frozenset({"Mn", "Mc", "Me", "Sk"})
+
+
+def header_text(text: str) -> str:
+    """A feed's text as it may go into a subject or preheader: no bidi controls or zero-width
+    characters, white space collapsed (letters, accents, CJK and emoji stay as they are)."""
+    return " ".join(_INVISIBLE.sub("", text).split())
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text`, or its start up to a word boundary and an ellipsis, in at most `limit`
+    characters."""
+    if len(text) <= limit:
+        return text
+    end = limit - 1  # room for the ellipsis
+    space = text.rfind(" ", 0, end + 1)
+    if space > limit // 2:  # a word boundary not too far back; else (CJK) cut between letters
+        end = space
+    while end > 0 and (
+        unicodedata.category(text[end]) in _CONTINUES or text[end] in "\u200d\ufe0f"
+    ):
+        end -= 1
+    return text[:end].rstrip(" \u200d,;:-\u2013\u2014") + "\u2026"
+
+
 def _fill(settings: Settings, key: str, values: dict[str, object]) -> str:
     template = getattr(settings.digest, key)
     try:
-        return str(template.format_map(values))
+        around_lead = len(str(template.format_map({**values, "lead": ""})))
+        lead = shorten(str(values["lead"]), max(HEADER_LIMIT - around_lead, _SHORTEST_LEAD))
+        return shorten(str(template.format_map({**values, "lead": lead})), HEADER_LIMIT)
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(
             f"{settings.path}: [digest] {key}: cannot fill {template!r}: {exc}",
