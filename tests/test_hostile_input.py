@@ -221,7 +221,8 @@ def test_twenty_thousand_titles_plan_in_seconds() -> None:
     seconds = time.perf_counter() - started
     assert plan is not None
     assert len(plan.items) == 20_000  # distinct: nothing merged
-    assert seconds < 3, f"{seconds:.1f} s to plan 20,000 briefings"
+    # 1.6-3 s here; comparing every pair would take about 2,600 s (bench/merge.py).
+    assert seconds < 15, f"{seconds:.1f} s to plan 20,000 briefings"
 
 
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
