@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
 from string import Formatter
@@ -22,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from newsletter.config_problems import describe_problems
 from newsletter.errors import ConfigError
 from newsletter.resources import bundled
 
@@ -349,69 +349,4 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     try:
         return Settings.model_validate({**data, "path": path.resolve()})
     except ValidationError as exc:
-        errors = exc.errors()
-        # An error inside a table or array also fails the table itself ("should have at
-        # least 1 item"): only the innermost says what to fix.
-        inner = [tuple(error["loc"]) for error in errors]
-        errors = [
-            error
-            for error in errors
-            if not any(
-                len(other) > len(error["loc"]) and other[: len(error["loc"])] == error["loc"]
-                for other in inner
-            )
-        ]
-        # A misspelt key explains the missing one it was meant to be: name the misspelling first.
-        errors.sort(key=lambda error: error["type"] != "extra_forbidden")
-        lines = list(dict.fromkeys(_problem(path, error) for error in errors))
-        raise ConfigError("\n".join(lines)) from None
-
-
-def _problem(path: Path, error: Any) -> str:
-    """One validation error as the editor reads it: the file, the key as written, what to do."""
-    key = _key_name(error["loc"])
-    message = error["msg"]
-    if error["type"] == "missing":
-        message = "missing; add it"
-    elif error["type"] == "extra_forbidden":
-        message = "unknown key; check its spelling"
-        if len(error["loc"]) == 1:
-            close = difflib.get_close_matches(str(error["loc"][0]), Settings.model_fields, 1)
-            message = f"unknown table; did you mean [{close[0]}]?" if close else message
-    elif error["type"] == "string_pattern_mismatch":
-        allowed = _PATTERN_HELP.get(str(error.get("ctx", {}).get("pattern")), "")
-        message = f"{error['input']!r} is not allowed here; {allowed or message}"
-    elif "input" in error and error["type"] not in ("value_error", "assertion_error"):
-        message = f"{message} (got {error['input']!r})"
-    message = message.removeprefix("Value error, ")
-    where = f"{path}: {key}:" if key else f"{path}:"
-    return f"{where} {message}"
-
-
-_PATTERN_HELP = {
-    r"^[a-z0-9][a-z0-9_-]*$": "use lower-case letters, digits, '-' and '_', "
-    "starting with a letter or digit",
-    r"^[A-Za-z0-9.-]+$": "use a domain name (letters, digits, dots and '-')",
-    r"^[A-Za-z0-9._-]+$": "use letters, digits, '.', '_' and '-'",
-}
-
-
-_ARRAY_SECTIONS = frozenset({"feeds", "themes", "lists"})
-
-
-def _key_name(loc: Sequence[int | str]) -> str:
-    """Pydantic's location as the user sees it in the file: [smtp] port, [[feeds]] #2 url."""
-    parts = ["from" if part == "from_" else part for part in loc]
-    if not parts:
-        return ""
-    head, *rest = parts
-    if head in _ARRAY_SECTIONS:
-        label = f"[[{head}]]"
-        if rest and isinstance(rest[0], int):
-            label += f" #{rest[0] + 1}"
-            rest = rest[1:]
-    elif head in Settings.model_fields:
-        label = f"[{head}]"
-    else:
-        label = str(head)
-    return " ".join([label, ".".join(map(str, rest))]).rstrip()
+        raise ConfigError(describe_problems(exc.errors(), path, Settings.model_fields)) from None

@@ -27,7 +27,7 @@ from newsletter.cli import app
 from newsletter.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-# Real-world feeds, returned mail and addresses, copied from ../shared/corpus with their
+# Real-world feeds, returned mail and addresses, copied from the shared corpus with their
 # MANIFEST and licence lines, so that a clone anywhere runs every test.
 CORPUS = ROOT / "tests" / "data" / "corpus"
 
