@@ -4,7 +4,8 @@ Reads RFC 3464 delivery status notifications, RFC 5965 ARF complaints, Amazon SE
 and the plain-text bounces of common servers (qmail, Exim, Sendmail, ...). Auto-replies
 (RFC 3834) and successful delivery notifications are never bounces. Each recipient's reason and
 hard/soft kind come from `newsletter.bounces.reasons`; the MIME digging from
-`newsletter.bounces.mime`.
+`newsletter.bounces.mime`; SES notices from `newsletter.bounces.ses`; the types from
+`newsletter.bounces.report`.
 
 A report says what its sender wants it to say: the addresses it names prove nothing. So it is
 also read for what ties it to our own mail (the address it came back to, the Return-Path and
@@ -14,13 +15,10 @@ believe is `newsletter.bounces.process`'s.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses, parseaddr
-from typing import Any, Literal
 
 from newsletter.bounces.mime import (
     ADDRESS_RE,
@@ -33,40 +31,16 @@ from newsletter.bounces.mime import (
     quoted_original,
     status_blocks,
 )
-from newsletter.bounces.reasons import STATUS_RE, Kind, classify, status_code
-
-Format = Literal["arf", "dsn", "json", "prose", "autoreply", "none"]
-# A report is about one message; a longer list of quoted Message-IDs is not worth looking up.
-MAX_MESSAGE_IDS = 5
-# Nor does it name hundreds of recipients: past these, a forged one would only cost time, and
-# the prose reader's work grows with the square of the addresses it meets.
-MAX_RECIPIENTS = 100
-MAX_MENTIONS = 1000
-
-
-@dataclass(frozen=True)
-class Recipient:
-    address: str
-    kind: Kind
-    reason: str
-    status: str = ""
-    diagnostic: str = ""
-
-
-@dataclass
-class Report:
-    """What one returned message says. `kind` is for the message as a whole."""
-
-    kind: Literal["bounce", "complaint", "autoreply", "delivered", "unknown"]
-    recipients: list[Recipient] = field(default_factory=list)
-    envelope_to: list[str] = field(default_factory=list)  # where it came back to (VERP)
-    # The Return-Path of our message as the report quotes it: a VERP address that names the
-    # reader even when a feedback loop redacts their address or forwards the report elsewhere.
-    original_return_path: list[str] = field(default_factory=list)
-    # The Message-ID of the original the report quotes (or the notice names), best first.
-    original_message_ids: list[str] = field(default_factory=list)
-    format: Format = "none"
-    sender: str = ""  # the From address, as the report claims it
+from newsletter.bounces.reasons import STATUS_RE, classify, status_code
+from newsletter.bounces.report import (
+    MAX_MENTIONS,
+    MAX_MESSAGE_IDS,
+    MAX_RECIPIENTS,
+    Format,
+    Recipient,
+    Report,
+)
+from newsletter.bounces.ses import ses_notice
 
 
 def parse_report(raw: bytes) -> Report:
@@ -87,7 +61,7 @@ def parse_report(raw: bytes) -> Report:
     readers: tuple[tuple[Format, Callable[[Message], Report | None]], ...] = (
         ("arf", _arf),
         ("dsn", _dsn),
-        ("json", _ses),
+        ("json", ses_notice),
         ("prose", _plain_bounce),
         ("autoreply", _autoreply),
     )
@@ -224,87 +198,6 @@ def _near(text: str, address: str, lines: int = 3) -> str:
             return text[start:]
         end = next_end
     return text[start:end]
-
-
-# The notice's own key, or the same key escaped in the string an SNS envelope wraps it in.
-_SES_KEY = re.compile(r'\\?"(notificationType|eventType)\\?"')
-
-
-def _ses(message: Message) -> Report | None:
-    """Amazon SES notifications (JSON in the body, sometimes wrapped in an SNS envelope)."""
-    text = " ".join(part_text(part) for part in leaf_parts(message)).strip()
-    if not _SES_KEY.search(text):
-        return None
-    decoder = json.JSONDecoder(strict=False)  # mail wraps long JSON lines
-    try:
-        body = text[text.index("{") :]
-        try:
-            notice, _ = decoder.raw_decode(body)
-        except ValueError:
-            notice, _ = decoder.raw_decode(body.replace("\n", ""))
-        if isinstance(notice.get("Message"), str):
-            notice = json.loads(notice["Message"], strict=False)
-    except (ValueError, KeyError, AttributeError, RecursionError):
-        return None
-    if not isinstance(notice, dict):
-        return None
-    report = _ses_verdict(notice)
-    if report is not None:
-        report.original_return_path, report.original_message_ids = _ses_original(notice)
-    return report
-
-
-def _ses_verdict(notice: dict[str, Any]) -> Report | None:
-    kind = notice.get("notificationType") or notice.get("eventType")
-    if kind == "Complaint":
-        people = notice.get("complaint", {}).get("complainedRecipients", [])[:MAX_RECIPIENTS]
-        return Report(
-            "complaint", [Recipient(p["emailAddress"], "complaint", "feedback") for p in people]
-        )
-    if kind == "Delivery":
-        people = notice.get("delivery", {}).get("recipients", [])[:MAX_RECIPIENTS]
-        return Report("delivered", [Recipient(p, "none", "delivered", "2.0.0") for p in people])
-    if kind == "Bounce":
-        bounce = notice.get("bounce", {})
-        permanent = bounce.get("bounceType") == "Permanent"
-        recipients = []
-        for person in bounce.get("bouncedRecipients", [])[:MAX_RECIPIENTS]:
-            status = status_code(person.get("status", ""))
-            diagnostic = person.get("diagnosticCode", "")
-            reason, judged = classify(status, diagnostic)
-            recipients.append(
-                Recipient(
-                    person["emailAddress"],
-                    judged if permanent else "soft",
-                    reason,
-                    status,
-                    diagnostic[:500],
-                )
-            )
-        return Report("bounce", recipients)
-    return None
-
-
-def _ses_original(notice: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(the envelope sender, the Message-IDs) of the message a notice is about: SES names them
-    in `mail` (its own id, and ours among the headers when it was told to include them)."""
-    mail = notice.get("mail")
-    if not isinstance(mail, dict):
-        return [], []
-    source = mail.get("source")
-    return_path = [bare_address(source)] if isinstance(source, str) else []
-    common = mail.get("commonHeaders")
-    headers = mail.get("headers")
-    ids = [
-        *([common.get("messageId")] if isinstance(common, dict) else []),
-        *(
-            header.get("value")
-            for header in (headers if isinstance(headers, list) else [])
-            if isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id"
-        ),
-        mail.get("messageId"),
-    ]
-    return return_path, [value for value in ids if isinstance(value, str)]
 
 
 _AUTOREPLY_SUBJECT = re.compile(

@@ -44,7 +44,8 @@ from newsletter.audience import lifecycle
 from newsletter.audience.addresses import email_key
 from newsletter.audience.tokens import SigningKey
 from newsletter.bounces.mime import TooDeep
-from newsletter.bounces.parse import Recipient, Report, parse_report
+from newsletter.bounces.parse import parse_report
+from newsletter.bounces.report import Recipient, Report
 from newsletter.config import Settings
 from newsletter.errors import BadToken, NewsletterError
 from newsletter.models import (
