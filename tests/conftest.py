@@ -133,15 +133,19 @@ def parse(raw: bytes) -> EmailMessage:
     return message
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    for name in ("config.toml",):
-        shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "samples", tmp_path / "samples")
-    shutil.copytree(ROOT / "subscribers", tmp_path / "subscribers")
-    monkeypatch.chdir(tmp_path)
+def lay_out_publication(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped config, sample feed and subscriber list in `folder`, the working folder."""
+    shutil.copy(ROOT / "config.toml", folder / "config.toml")
+    shutil.copytree(ROOT / "samples", folder / "samples")
+    shutil.copytree(ROOT / "subscribers", folder / "subscribers")
+    monkeypatch.chdir(folder)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-0123456789abcdef0123456789")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    lay_out_publication(tmp_path, monkeypatch)
     with test_database() as url:
         if url:
             project = Project(tmp_path)

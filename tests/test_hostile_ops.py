@@ -5,7 +5,6 @@ publisher leaves readable to others, and a forged cross-site resubscribe."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from newsletter.app import Newsletter
 from newsletter.config import load_settings
 from newsletter.services.reports import shown_url
 from newsletter.web.app import create_app
-from tests.conftest import ROOT, Project, sqlite_only
+from tests.conftest import Project, lay_out_publication, sqlite_only
 
 pytestmark = sqlite_only  # about SQLite's own files, on a file system of the test's own
 
@@ -35,13 +34,7 @@ def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     if not _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
-        for name in ("config.toml",):
-            shutil.copy(ROOT / name, disk / name)
-        shutil.copytree(ROOT / "samples", disk / "samples")
-        shutil.copytree(ROOT / "subscribers", disk / "subscribers")
-        monkeypatch.chdir(disk)
-        monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
-        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-key-0123456789abcdef0123456789")
+        lay_out_publication(disk, monkeypatch)
         yield disk
     finally:
         monkeypatch.chdir(tmp_path)
