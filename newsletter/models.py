@@ -158,6 +158,9 @@ class Subscriber(SQLModel, table=True):
     )  # the extra columns of an import
     created_at: datetime = _time()
     updated_at: datetime = _time()
+    # The themes a reader chose to receive (names from config, the fallback theme included);
+    # None: never chosen, so every theme. An empty list is never stored (that is "leave").
+    themes: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Subscription(SQLModel, table=True):
@@ -175,6 +178,34 @@ class Subscription(SQLModel, table=True):
     confirmed_at: datetime | None = _time(nullable=True)
     unsubscribed_at: datetime | None = _time(nullable=True)
     unsubscribe_reason: str = ""
+    # When the last confirmation mail went out: a pending address is mailed at most once a day.
+    confirmation_sent_at: datetime | None = _time(nullable=True)
+
+
+class ConsentEvent(SQLModel, table=True):
+    """The consent history: every change a reader (or an editor, an import, a bounce) made to
+    what they receive, with where it came from. Erased with the person when they are forgotten."""
+
+    __tablename__ = "consent_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    list_id: int | None = Field(default=None, foreign_key="mailing_list.id")
+    action: str  # subscribe, confirm, unsubscribe, resubscribe, themes, name, ...
+    detail: str = ""  # e.g. the themes chosen
+    origin: str = ""  # web, preferences, one-click, cli, import
+    page: str = ""  # the page the form was on
+    client: str = ""  # the client's network, truncated (see audience/consent.py)
+    at: datetime = _time()
+
+
+class UsedFormToken(SQLModel, table=True):
+    """A signup form's token, once it was used: a form works once (replays mail nobody)."""
+
+    __tablename__ = "used_form_token"
+
+    nonce: str = Field(primary_key=True)
+    used_at: datetime = _time(index=True)
 
 
 class BounceKind(StrEnum):
@@ -221,6 +252,25 @@ class Digest(SQLModel, table=True):
     sent_at: datetime | None = _time(nullable=True)
 
 
+class DigestEdition(SQLModel, table=True):
+    """One rendering of a digest for the readers who chose the same themes. The digest's own
+    html/text are the full edition (every theme); an edition holds only its themes' stories,
+    with its own lead, subject and preheader. Stored, so a resumed send sends the same bytes."""
+
+    __tablename__ = "digest_edition"
+    __table_args__ = (UniqueConstraint("digest_id", "themes_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest_id: int = Field(foreign_key="digest.id", index=True)
+    themes_key: str  # the chosen theme names, sorted, joined by a newline
+    themes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    subject: str
+    preheader: str = ""
+    html: str = ""
+    text: str = ""
+    briefings: int = 0  # stories in it; 0: nothing new for these themes (nobody is mailed)
+
+
 class DigestItem(SQLModel, table=True):
     """A briefing's place in a digest. (list_id, briefing_id) is unique: never twice to one list."""
 
@@ -262,3 +312,6 @@ class Delivery(SQLModel, table=True):
     claimed_by: str | None = None
     claimed_at: datetime | None = _time(nullable=True)
     sent_at: datetime | None = _time(nullable=True)
+    # The edition this reader gets (None: the full digest); chosen when the audience is
+    # snapshotted, so a resumed send mails each reader what it would have before.
+    edition_id: int | None = Field(default=None, foreign_key="digest_edition.id")

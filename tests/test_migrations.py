@@ -6,12 +6,14 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel, create_engine
 
-from newsletter.db import SCHEMA_HEAD, _scripts, create_schema, upgrade
+from newsletter.db import MIGRATIONS, SCHEMA_HEAD, _scripts, create_schema, upgrade
 from tests.conftest import Project, sqlite_only
 
 
@@ -71,10 +73,14 @@ def test_a_database_made_before_migrations_is_adopted_with_its_data(project: Pro
     project.cli("fetch")
     project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
     project.cli("send", "--list", "weekly", "--yes")
-    database = sqlite3.connect(project.folder / "newsletter.db")
-    database.execute("DROP TABLE alembic_version")  # as create_all left it, before migrations
-    database.commit()
-    database.close()
+    engine = create_engine(f"sqlite:///{project.folder / 'newsletter.db'}")
+    with engine.begin() as connection:  # back to the schema of the first release...
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+        connection.exec_driver_sql("DROP TABLE alembic_version")  # ...made before migrations
+    engine.dispose()
     assert "Nothing new" in project.cli("send", "--list", "weekly", "--yes").output
     status = project.cli("status").output
     assert "sent 6" in status

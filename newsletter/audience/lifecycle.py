@@ -22,6 +22,7 @@ from newsletter.errors import AddressError
 from newsletter.feeds.sanitize import single_line
 from newsletter.models import (
     Bounce,
+    ConsentEvent,
     Delivery,
     MailingList,
     Subscriber,
@@ -269,5 +270,6 @@ def forget(session: Session, email: str) -> bool:
     session.exec(delete(Subscription).where(col(Subscription.subscriber_id) == subscriber_id))
     session.exec(delete(Delivery).where(col(Delivery.subscriber_id) == subscriber_id))
     session.exec(delete(Bounce).where(col(Bounce.subscriber_id) == subscriber_id))
+    session.exec(delete(ConsentEvent).where(col(ConsentEvent.subscriber_id) == subscriber_id))
     session.delete(subscriber)
     return True
