@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from newsletter.services.bounces import BounceService
     from newsletter.services.digests import DigestService
     from newsletter.services.feeds import FeedService
+    from newsletter.services.preferences import PreferenceService
     from newsletter.services.readers import ReaderService
     from newsletter.services.reports import ReportService
     from newsletter.services.sending import SendingService
@@ -161,6 +162,13 @@ class Newsletter:
         from newsletter.services.reports import ReportService
 
         return ReportService(self)
+
+    @cached_property
+    def preferences(self) -> PreferenceService:
+        """The reader's own side: the signup form and the preference centre."""
+        from newsletter.services.preferences import PreferenceService
+
+        return PreferenceService(self)
 
     @cached_property
     def readers(self) -> ReaderService:

@@ -67,10 +67,13 @@ class Publication(_Section):
     base_url: HttpUrl
     standards_url: HttpUrl
     postal_address: Line
+    description: Line = ""  # one line under the name on the home page
+    # The standards page served at standards_url when that lies under base_url: Markdown,
+    # beside config.toml (a starter is served until the file exists).
+    standards_page: Path = Path("standards.md")
     standards_note: str = (
-        "How {publication} reports: feeds and outside sources are used for discovery. Public "
-        "briefings are edited to add context, buyer relevance and attribution before they are "
-        "published."
+        "How {publication} works: every briefing is written or edited by us from the outside "
+        "source it names, which we link so you can read the original."
     )
     reply_to: Annotated[str, AfterValidator(_mailbox)] | None = None
     unsubscribe_mailto: Line | None = None
@@ -159,6 +162,7 @@ class MailingList(_Section):
     name: Line
     description: str = ""
     double_opt_in: bool = False  # new subscribers confirm by a link before they get digests
+    public: bool = True  # offered on the signup form and in the preference centre
 
 
 SUBJECT_FIELDS = frozenset({"publication", "lead", "count", "more", "and_more", "themes", "date"})
@@ -190,6 +194,19 @@ class Security(_Section):
     # fine on one machine for trying things out, refused by `send` unless this says so.
     allow_development_key: bool = False
     confirm_link_days: int = Field(default=7, ge=1, le=365)
+
+
+class Signup(_Section):
+    """The web signup form's defences; every signup is confirmed by mail whatever these say."""
+
+    min_seconds: float = Field(default=2.0, ge=0, le=600)  # faster than a person: refused
+    max_age_hours: float = Field(default=24.0, gt=0, le=24 * 30)  # an older form: refused
+    per_client_per_hour: int = Field(default=10, ge=1, le=10_000)  # signups from one network
+    per_domain_per_hour: int = Field(default=50, ge=1, le=100_000)  # to one mail domain
+    # A proof of work the page's own script solves (the ALTCHA scheme); off, the form needs
+    # no script at all.
+    proof_of_work: bool = False
+    proof_of_work_max: int = Field(default=150_000, ge=1_000, le=10_000_000)
 
 
 class DigestSettings(_Section):
@@ -229,6 +246,7 @@ class Settings(_Section):
     lists: tuple[MailingList, ...] = Field(min_length=1)
     digest: DigestSettings = DigestSettings()
     security: Security = Security()
+    signup: Signup = Signup()
     bounces: Bounces = Bounces()
     dkim: Dkim | None = None
     path: Path = Field(default=Path("config.toml"), exclude=True)
@@ -267,6 +285,14 @@ class Settings(_Section):
         """The editor's templates folder, if it exists (else the bundled templates are used)."""
         folder = (self.folder / self.digest.templates).resolve()
         return folder if folder.is_dir() else None
+
+    @property
+    def standards_page_path(self) -> Path:
+        return (self.folder / self.publication.standards_page).resolve()
+
+    @property
+    def public_lists(self) -> tuple[MailingList, ...]:
+        return tuple(mailing_list for mailing_list in self.lists if mailing_list.public)
 
     @property
     def dkim_key_file(self) -> Path | None:

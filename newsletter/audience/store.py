@@ -19,6 +19,7 @@ from newsletter.audience.addresses import email_hash, email_key, normalize_email
 from newsletter.errors import AddressError
 from newsletter.models import (
     Bounce,
+    ConsentEvent,
     Delivery,
     MailingList,
     Subscriber,
@@ -171,6 +172,11 @@ def record_of(session: Session, email: str) -> dict[str, Any] | None:
         .order_by(col(Delivery.digest_id))
     ).all()
     bounces = session.exec(select(Bounce).where(Bounce.subscriber_id == subscriber.id)).all()
+    history = session.exec(
+        select(ConsentEvent)
+        .where(ConsentEvent.subscriber_id == subscriber.id)
+        .order_by(col(ConsentEvent.id))
+    ).all()
     return {
         "subscriber": subscriber.model_dump(exclude={"email_key"}),
         "subscriptions": [
@@ -184,4 +190,11 @@ def record_of(session: Session, email: str) -> dict[str, Any] | None:
             d.model_dump(exclude={"subscriber_id", "claimed_by", "claimed_at"}) for d in deliveries
         ],
         "bounces": [b.model_dump(exclude={"subscriber_id"}) for b in bounces],
+        "consent_history": [
+            {
+                "list": lists.get(e.list_id, e.list_id) if e.list_id else None,
+                **e.model_dump(exclude={"id", "subscriber_id", "list_id"}),
+            }
+            for e in history
+        ],
     }

@@ -152,3 +152,27 @@ PREVIEW_UNSUBSCRIBE_PATH = "/unsubscribe/preview"
 def unsubscribe_url(settings: Settings, key: SigningKey, list_id: int, subscriber_id: int) -> str:
     token = key.sign("unsubscribe", list_id, subscriber_id)
     return f"{settings.publication.base_url}/unsubscribe/{token}"
+
+
+def preferences_url(settings: Settings, key: SigningKey, subscriber_id: int) -> str:
+    """A reader's preference centre; like unsubscribe links, it never expires."""
+    return f"{settings.publication.base_url}/preferences/{key.sign('preferences', subscriber_id)}"
+
+
+def verify_preferences_token(key: SigningKey, token: str) -> int:
+    (subscriber_id,) = key.verify("preferences", token, 1)
+    return subscriber_id
+
+
+PREFERENCES_FORM_MINUTES = 24 * 60
+
+
+def preferences_form_token(key: SigningKey, subscriber_id: int) -> str:
+    """The CSRF token of one reader's preferences form: good for a day, for that reader only."""
+    return key.sign("preferences-form", subscriber_id, int(time.time() // 60))
+
+
+def verify_preferences_form_token(key: SigningKey, token: str, subscriber_id: int) -> None:
+    signed_for, minute = key.verify("preferences-form", token, 2)
+    if signed_for != subscriber_id or int(time.time() // 60) - minute > PREFERENCES_FORM_MINUTES:
+        raise BadToken("this form is out of date")

@@ -8,6 +8,7 @@ from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING
 
+from markdown_it import MarkdownIt
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
@@ -19,12 +20,19 @@ from newsletter.audience.tokens import (
 )
 from newsletter.db import probe_write
 from newsletter.digest.builder import digest_view
-from newsletter.errors import BadToken
-from newsletter.models import Digest, DigestStatus, MailingList, Subscriber
+from newsletter.errors import BadToken, NewsletterError
+from newsletter.models import (
+    Digest,
+    DigestStatus,
+    MailingList,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
 from newsletter.personalize import Markers, Recipient
 from newsletter.render.atom import archive_feed
 from newsletter.render.templating import archive_url, render_digest
-from newsletter.services.subscribers import ConfirmReport
+from newsletter.resources import bundled
 
 if TYPE_CHECKING:
     from newsletter.app import Newsletter
@@ -41,9 +49,17 @@ class ArchiveEntry:
 
 
 @dataclass(frozen=True)
+class UnsubscribePage:
+    list_name: str
+    already: bool  # unsubscribed before: the page offers no button that does nothing
+    preferences_url: str
+
+
+@dataclass(frozen=True)
 class UnsubscribeReport:
     list_name: str
     undo_token: str  # undoes this unsubscribe, for a day, from the page that follows
+    preferences_url: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,18 @@ class ReaderService:
         list_id, subscriber_id = verify_unsubscribe_token(self.app.signing_key(), token)
         return self._list_name(list_id, subscriber_id)
 
+    def unsubscribe_page(self, token: str) -> UnsubscribePage:
+        """What the page behind an unsubscribe link shows (BadToken if it is not ours)."""
+        list_id, subscriber_id = verify_unsubscribe_token(self.app.signing_key(), token)
+        name = self._list_name(list_id, subscriber_id)
+        with self.app.session() as session:
+            subscription = session.get(Subscription, (list_id, subscriber_id))
+            already = subscription is None or subscription.status in (
+                SubscriptionStatus.UNSUBSCRIBED,
+                SubscriptionStatus.PENDING,
+            )
+        return UnsubscribePage(name, already, self.app.preferences.link(subscriber_id))
+
     def unsubscribe(self, token: str, *, origin: str) -> UnsubscribeReport:
         """Unsubscribe at once; repeating it is harmless."""
         key = self.app.signing_key()
@@ -79,7 +107,11 @@ class ReaderService:
         with self.app.session() as session:
             lifecycle.unsubscribe_by_link(session, list_id, subscriber_id, origin)
             session.commit()
-        return UnsubscribeReport(name, resubscribe_token(key, list_id, subscriber_id))
+        return UnsubscribeReport(
+            name,
+            resubscribe_token(key, list_id, subscriber_id),
+            self.app.preferences.link(subscriber_id),
+        )
 
     def resubscribe(self, token: str) -> ResubscribeReport:
         """Undo an unsubscribe made through a link, within a day, from the page that followed."""
@@ -89,9 +121,6 @@ class ReaderService:
             changed = lifecycle.resubscribe(session, list_id, subscriber_id)
             session.commit()
         return ResubscribeReport(name, changed)
-
-    def confirm(self, token: str) -> ConfirmReport:
-        return self.app.subscribers.confirm(token)
 
     def archive(self) -> list[ArchiveEntry]:
         """Every sent issue, newest first."""
@@ -125,6 +154,34 @@ class ReaderService:
         rendered = render_digest(view, settings)
         anyone = Recipient(0, "you", "", f"{settings.publication.base_url}/unsubscribe")
         return Markers(view.nonce).fill(rendered.html, anyone, escape)
+
+    def standards_path(self) -> str | None:
+        """The path the standards page is served at: standards_url's, when it lies under
+        base_url (else it is someone else's page, and not ours to serve)."""
+        publication = self.app.settings.publication
+        base, url = publication.base_url, publication.standards_url
+        if not url.startswith(base + "/") or len(url) == len(base) + 1:
+            return None
+        path = url[len(base) :].split("#", 1)[0].split("?", 1)[0]
+        return path if path.startswith("/") and path.rstrip("/") else None
+
+    def standards(self) -> str:
+        """The standards page's body as HTML: the editor's Markdown file, or the starter."""
+        settings = self.app.settings
+        try:
+            source = settings.standards_page_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            source = bundled("samples", "standards.md").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NewsletterError(
+                f"{settings.standards_page_path}: cannot read the standards page: {exc}",
+                hint="save it as UTF-8 Markdown, or remove it to serve the starter",
+            ) from None
+        source = source.replace("{publication}", settings.publication.name)
+        rendered: str = MarkdownIt("commonmark", {"html": False, "typographer": True}).render(
+            source
+        )
+        return rendered
 
     def atom(self) -> str:
         return archive_feed(self.app.settings.publication, self.archive())
