@@ -160,7 +160,9 @@ class Subscriber(SQLModel, table=True):
     updated_at: datetime = _time()
     # The themes a reader chose to receive (names from config, the fallback theme included);
     # None: never chosen, so every theme. An empty list is never stored (that is "leave").
-    themes: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    themes: list[str] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
 
 
 class Subscription(SQLModel, table=True):

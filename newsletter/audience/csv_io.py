@@ -51,6 +51,10 @@ class Row:
     attributes: dict[str, str]
     status: MemberStatus | Literal[""] = ""  # an export's `status` column: who left stays out
     consent: str = ""  # from a `consent` column: where the consent was first given
+    themes: list[str] | None = None  # from a `themes` column; None: no such cell, keep theirs
+
+
+_THEME_SEPARATORS = re.compile(r"[;|]")
 
 
 _ESCAPED = re.compile(r"'+[=+\-@]")
@@ -79,8 +83,16 @@ class SubscriberCsv:
     row whose address an earlier row had: the first counts) fill as they go. What is kept for
     the whole file is the first line of each address, to know a repeat."""
 
-    def __init__(self, path: Path, *, keep_problems: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keep_problems: int | None = None,
+        theme_names: Sequence[str] = (),
+    ) -> None:
         self.path = path
+        # A `themes` cell names config themes, matched whatever their case.
+        self._themes = {name.casefold(): name for name in theme_names}
         self.problems: list[str] = []
         self.repeated: list[str] = []
         self.bad_rows = 0
@@ -146,13 +158,13 @@ class SubscriberCsv:
         self._name_at = header.index("name") if "name" in header else None
         self._status_at = header.index("status") if "status" in header else None
         self._consent_at = header.index("consent") if "consent" in header else None
+        self._themes_at = header.index("themes") if "themes" in header else None
+        known = (self._email_at, self._name_at, self._status_at, self._consent_at, self._themes_at)
         # An export's own columns: `since` is the date of that consent, not an attribute.
         self._extra = [
             (index, name)
             for index, name in enumerate(header)
-            if index not in (self._email_at, self._name_at, self._status_at, self._consent_at)
-            and name
-            and name != "since"
+            if index not in known and name and name != "since"
         ]
 
     def _lines(self) -> Iterator[str]:
@@ -270,6 +282,11 @@ class SubscriberCsv:
                     f"{path}:{line}: the address of line {first_line[key]} again; not used"
                 )
                 continue
+            themes, unknown = self._themes_of(_cell_at(values, self._themes_at))
+            if unknown:
+                known = ", ".join(self._themes.values()) or "none are configured"
+                self._problem(line, f"no theme {unknown!r} in config.toml ({known})")
+                continue
             first_line[key] = line
             rows.append(
                 Row(
@@ -283,9 +300,22 @@ class SubscriberCsv:
                     },
                     status,
                     _cell_at(values, consent_at),
+                    themes,
                 )
             )
         return rows
+
+    def _themes_of(self, cell: str) -> tuple[list[str] | None, str]:
+        """The themes a cell names, in config order (None for an empty cell), and the first
+        name that is not a theme."""
+        names = [part.strip() for part in _THEME_SEPARATORS.split(cell) if part.strip()]
+        if not names:
+            return None, ""
+        for name in names:
+            if name.casefold() not in self._themes:
+                return None, name
+        chosen = {self._themes[name.casefold()] for name in names}
+        return [name for name in self._themes.values() if name in chosen], ""
 
     def _problem(self, line: int, reason: str) -> None:
         self.bad_rows += 1
@@ -329,7 +359,8 @@ def _reversible_cell(value: str) -> str:
 def write_csv(
     session: Session, mailing_list: MailingList, out: TextIO, status: str | None = None
 ) -> int:
-    """Write a list as CSV (email, name, status, since, consent, then every attribute seen)
+    """Write a list as CSV (email, name, status, since, consent, themes, then every attribute
+    seen)
     and return how many rows. Two passes over the database, the first for the attribute
     columns, so that a list of millions is written without being held in memory."""
     extra = sorted(
@@ -337,7 +368,15 @@ def write_csv(
     )
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
-        ["email", "name", "status", "since", "consent", *(_reversible_cell(k) for k in extra)]
+        [
+            "email",
+            "name",
+            "status",
+            "since",
+            "consent",
+            "themes",
+            *(_reversible_cell(k) for k in extra),
+        ]
     )
     written = 0
     for row in list_subscribers(session, mailing_list, status):
@@ -348,6 +387,7 @@ def write_csv(
                 row.status,
                 row.since,
                 _cell(row.consent),
+                _cell("; ".join(row.themes or ())),
                 *(_cell(row.attributes.get(key, "")) for key in extra),
             ]
         )

@@ -57,6 +57,7 @@ def import_subscribers(
     *,
     double_opt_in: bool = False,
     skip_invalid: bool = False,
+    theme_names: Sequence[str] = (),
 ) -> ImportReport:
     """Import a CSV into a list in one transaction; a bad row writes nothing unless skip_invalid.
 
@@ -68,7 +69,8 @@ def import_subscribers(
     list_id = mailing_list.id
     assert list_id is not None
     try:
-        with SubscriberCsv(path, keep_problems=None if skip_invalid else SHOWN_PROBLEMS) as file:
+        keep = None if skip_invalid else SHOWN_PROBLEMS
+        with SubscriberCsv(path, keep_problems=keep, theme_names=theme_names) as file:
             report = ImportReport(skipped=file.problems, repeated=file.repeated)
             chunk = _Chunk(session, list_id, path, report, double_opt_in)
             for rows in file.chunks():
@@ -123,7 +125,16 @@ class _Chunk:
             bulk_insert(
                 session,
                 "subscriber",
-                ("email", "email_key", "name", "status", "attributes", "created_at", "updated_at"),
+                (
+                    "email",
+                    "email_key",
+                    "name",
+                    "status",
+                    "attributes",
+                    "themes",
+                    "created_at",
+                    "updated_at",
+                ),
                 (
                     (
                         row.email,
@@ -133,6 +144,7 @@ class _Chunk:
                         if row.status in PERSON_SUPPRESSIONS
                         else SubscriberStatus.ACTIVE,
                         json.dumps(row.attributes),
+                        None if row.themes is None else json.dumps(row.themes),
                         stamp,
                         stamp,
                     )
@@ -172,13 +184,20 @@ class _Chunk:
                 report.suppressed += 1
             elif membership is not None:
                 merged = {**subscriber.attributes, **row.attributes}
-                if (row.name and row.name != subscriber.name) or merged != subscriber.attributes:
+                # A reader's own choice (the preference centre) wins over a file's.
+                themes = row.themes if subscriber.themes is None else subscriber.themes
+                if (
+                    (row.name and row.name != subscriber.name)
+                    or merged != subscriber.attributes
+                    or themes != subscriber.themes
+                ):
                     report.updated += 1
                     edits.append(
                         {
                             "subscriber_id": subscriber.id,
                             "name": row.name or subscriber.name,
                             "attributes": merged,
+                            "themes": themes,
                             "updated_at": now,
                         }
                     )
@@ -231,6 +250,7 @@ class _Chunk:
                 .values(
                     name=bindparam("name"),
                     attributes=bindparam("attributes"),
+                    themes=bindparam("themes"),
                     updated_at=bindparam("updated_at"),
                 ),
                 edits,
@@ -243,6 +263,7 @@ class _Known(NamedTuple):  # not a dataclass: an import makes one per row
     name: str
     attributes: dict[str, str]
     membership: str | None  # their subscription's status on the list, if any
+    themes: list[str] | None = None
 
 
 def _subscribers_by_key(session: Session, list_id: int, keys: Sequence[str]) -> dict[str, _Known]:
@@ -255,16 +276,17 @@ def _subscribers_by_key(session: Session, list_id: int, keys: Sequence[str]) -> 
         col(Subscriber.name),
         col(Subscriber.attributes),
         col(Subscription.status),
+        col(Subscriber.themes),
     )
     on_list = and_(
         col(Subscription.subscriber_id) == Subscriber.id, col(Subscription.list_id) == list_id
     )
     for chunk in chunks(keys):
         query = core_select(*columns).outerjoin(Subscription, on_list)
-        for key, id_, status, name, attributes, membership in session.execute(
+        for key, id_, status, name, attributes, membership, themes in session.execute(
             query.where(col(Subscriber.email_key).in_(chunk))
         ).all():
-            found[key] = _Known(id_, status, name, attributes or {}, membership)
+            found[key] = _Known(id_, status, name, attributes or {}, membership, themes)
     return found
 
 

@@ -104,6 +104,7 @@ class ListedSubscriber:
     since: str
     consent: str
     attributes: dict[str, str]
+    themes: list[str] | None = None  # None: every theme
 
 
 def list_subscribers(
@@ -123,18 +124,19 @@ def list_subscribers(
             col(Subscription.status),
             col(Subscription.created_at),
             col(Subscription.consent),
+            col(Subscriber.themes),
         )
         .join(Subscription, col(Subscription.subscriber_id) == Subscriber.id)
         .where(col(Subscription.list_id) == mailing_list.id)
         .order_by(col(Subscriber.id))
     )
     rows = session.execute(query.execution_options(yield_per=1000))
-    for email, name, person_status, attributes, list_status, joined, consent in rows:
+    for email, name, person_status, attributes, list_status, joined, consent, themes in rows:
         effective = effective_status(list_status, person_status)
         if status is not None and effective != status:
             continue
         yield ListedSubscriber(
-            email, name, effective, f"{joined:%Y-%m-%d}", consent, attributes or {}
+            email, name, effective, f"{joined:%Y-%m-%d}", consent, attributes or {}, themes
         )
 
 

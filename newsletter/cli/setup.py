@@ -11,7 +11,11 @@ import typer
 from newsletter.cli.common import State, app_of, out, run
 from newsletter.cli.main import app
 from newsletter.config import DEFAULT_CONFIG, SECRET_KEY_ENV, resolve_config_path
-from newsletter.services.setup import copy_templates, write_starter_config
+from newsletter.services.setup import (
+    copy_templates,
+    write_standards_page,
+    write_starter_config,
+)
 
 
 @app.command()
@@ -27,8 +31,8 @@ def init(
     ] = False,
 ) -> None:
     """Start here. Writes a commented starter config.toml if there is none (SQLite, a Maildir
-    outbox, the bundled sample feed, one list `weekly`), then creates the database or upgrades
-    its schema, keeping the data. Never overwrites a file."""
+    outbox, the bundled sample feed, one list `weekly`) and a starter standards.md, then
+    creates the database or upgrades its schema, keeping the data. Never overwrites a file."""
     state: State = ctx.obj
     path = resolve_config_path(state.config)
     starter = run(lambda: write_starter_config(path))
@@ -38,6 +42,12 @@ def init(
         out.print(f"Using {path} (kept as it is).")
     newsletter = app_of(ctx)
     settings = newsletter.settings
+    standards = run(lambda: write_standards_page(settings))
+    if standards is not None:
+        out.print(
+            f"Wrote {standards}: your standards page, served at "
+            f"{settings.publication.standards_url}; make it say what is true for you."
+        )
     if templates:
         copied = run(lambda: copy_templates(settings.folder / settings.digest.templates))
         out.print(

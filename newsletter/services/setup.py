@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from newsletter.config import Settings
 from newsletter.files import write_new
-from newsletter.resources import starter_config, templates_folder
+from newsletter.resources import bundled, starter_config, templates_folder
 
 
 @dataclass(frozen=True)
@@ -43,3 +44,16 @@ def copy_templates(folder: Path) -> TemplatesReport:
         else:
             report.kept.append(target)
     return report
+
+
+def write_standards_page(settings: Settings) -> Path | None:
+    """The starter standards page (Markdown, in the publication's name) where
+    `[publication] standards_page` says, unless a file is there; None when one was, or when
+    standards_url is another site's page (then it is not ours to serve)."""
+    publication = settings.publication
+    if not publication.standards_url.startswith(publication.base_url + "/"):
+        return None
+    path = settings.standards_page_path
+    starter = bundled("samples", "standards.md").read_text(encoding="utf-8")
+    text = starter.replace("{publication}", settings.publication.name)
+    return path if write_new(path, text.encode("utf-8")) else None

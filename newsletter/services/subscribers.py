@@ -21,6 +21,7 @@ from newsletter.audience.lifecycle import RemoveOutcome, SubscribeOutcome
 from newsletter.audience.store import ListedSubscriber
 from newsletter.audience.tokens import confirm_url, verify_confirm_token
 from newsletter.db import compact_after_erasure, list_row, refresh_statistics
+from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import BadToken, DeliveryRefused
 from newsletter.models import MailingList, Subscriber
 from newsletter.render.templating import render_confirmation
@@ -104,6 +105,7 @@ class SubscriberService:
                 path,
                 double_opt_in=double_opt_in,
                 skip_invalid=skip_invalid,
+                theme_names=ThemeMatcher(settings.themes, settings.digest.fallback_theme).names,
             )
             refresh_statistics(session, "subscriber", "subscription")
             if double_opt_in and report.pending:
