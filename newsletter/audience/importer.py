@@ -184,7 +184,7 @@ class _Chunk:
                 report.suppressed += 1
             elif membership is not None:
                 merged = {**subscriber.attributes, **row.attributes}
-                # A reader's own choice (the preference centre) wins over a file's.
+                # Themes on record (the reader's own, or an earlier file's) are kept.
                 themes = row.themes if subscriber.themes is None else subscriber.themes
                 if (
                     (row.name and row.name != subscriber.name)
