@@ -101,7 +101,7 @@ def test_the_undo_token_of_an_unsubscribe_confirms_nothing(project: Project) -> 
         newsletter.subscribers.add("new@example.com", "weekly", origin="cli", consent="test")
         reader = subscriber_id(newsletter, "new@example.com")
         undo = resubscribe_token(newsletter.signing_key(), 1, reader)
-        refused = client.get(f"/confirm/{undo}")
+        refused = client.post(f"/confirm/{undo}")
         assert refused.status_code == 400
         assert "This link is not valid" in refused.text
         assert statuses(newsletter) == {"pending": 1}
@@ -224,11 +224,13 @@ def test_an_expired_confirmation_link_gets_the_400_page_and_a_fresh_one_confirms
         # The links a confirmation mail carried days + 1 and days days ago.
         expired = key.sign("confirm", 1, reader, today - days - 1)
         last_day = key.sign("confirm", 1, reader, today - days)
-        page = client.get(f"/confirm/{expired}")
-        assert page.status_code == 400
-        assert "This link is not valid" in page.text
+        for method in (client.get, client.post):
+            page = method(f"/confirm/{expired}")
+            assert page.status_code == 400
+            assert "This link is not valid" in page.text
         assert statuses(newsletter) == {"pending": 1}
-        confirmed = client.get(f"/confirm/{last_day}")
+        assert "Confirm my subscription" in client.get(f"/confirm/{last_day}").text
+        confirmed = client.post(f"/confirm/{last_day}")
         assert confirmed.status_code == 200
         assert "You are subscribed to The Weekly Briefing." in confirmed.text
         assert statuses(newsletter) == {"active": 1}
