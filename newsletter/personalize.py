@@ -19,6 +19,7 @@ class Placeholder(StrEnum):
     EMAIL = "email"
     NAME = "name"
     UNSUBSCRIBE_URL = "unsubscribe_url"
+    PREFERENCES_URL = "preferences_url"
 
 
 def new_nonce() -> str:
@@ -31,6 +32,7 @@ class Recipient:
     email: str
     name: str
     unsubscribe_url: str
+    preferences_url: str = ""  # the reader's preference centre; a preview's leads to /subscribe
 
     def value(self, placeholder: Placeholder) -> str:
         match placeholder:
@@ -40,6 +42,8 @@ class Recipient:
                 return self.name
             case Placeholder.UNSUBSCRIBE_URL:
                 return self.unsubscribe_url
+            case Placeholder.PREFERENCES_URL:
+                return self.preferences_url
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,8 @@ class ReaderService:
                 return None
             view = digest_view(session, digest, web_edition=True)
         rendered = render_digest(view, settings)
-        anyone = Recipient(0, "you", "", f"{settings.publication.base_url}/unsubscribe")
+        base_url = settings.publication.base_url
+        anyone = Recipient(0, "you", "", f"{base_url}/unsubscribe", f"{base_url}/subscribe")
         return Markers(view.nonce).fill(rendered.html, anyone, escape)
 
     def standards_path(self) -> str | None:
