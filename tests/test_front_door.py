@@ -366,3 +366,20 @@ def test_an_unknown_page_is_a_styled_404_that_leads_home(site: Site) -> None:
     assert "There is no page here" in missing.text
     assert 'href="/"' in missing.text
     assert urlsplit(str(missing.url)).path == "/no/such/page"
+
+
+def test_a_confirmation_that_cannot_be_mailed_says_so_and_the_next_try_mails_it(
+    site: Site,
+) -> None:
+    from newsletter.errors import TransportError
+
+    def smtp_down(pending: list[Any]) -> int:
+        raise TransportError("cannot connect to 127.0.0.1:25")
+
+    site.app.hooks.confirmation_needed = smtp_down
+    failed = site.sign_up("patient@example.com")
+    assert failed.status_code == 503
+    assert "try again in a few minutes" in failed.text
+    site.app.hooks.confirmation_needed = None  # the mail server is back
+    assert "Check your inbox" in site.sign_up("patient@example.com").text
+    assert [str(m["To"]) for m in site.confirmations()] == ["patient@example.com"]

@@ -321,7 +321,10 @@ def web_signup(
     return SignupOutcome.MAIL, subscriber
 
 
-def confirmation_mailed(session: Session, list_id: int, subscriber_id: int, now: datetime) -> None:
+def confirmation_mailed(
+    session: Session, list_id: int, subscriber_id: int, now: datetime | None
+) -> None:
+    """When the confirmation mail went out (None: it did not, after all)."""
     session.execute(
         update(Subscription)
         .where(

@@ -26,7 +26,7 @@ from newsletter.audience.tokens import (
 )
 from newsletter.db import compact_after_erasure, list_row
 from newsletter.digest.themes import ThemeMatcher
-from newsletter.errors import BadToken
+from newsletter.errors import BadToken, NewsletterError
 from newsletter.models import (
     MailingList,
     Subscriber,
@@ -172,7 +172,17 @@ class PreferenceService:
             session.commit()
         if to_mail:
             hook = self.app.hooks.confirmation_needed or ConfirmationMailer(self.app)
-            hook(to_mail)
+            try:
+                hook(to_mail)
+            except NewsletterError:
+                # Not mailed: the next try must not wait a day for the link.
+                with self.app.session() as session:
+                    for item in to_mail:
+                        lifecycle.confirmation_mailed(
+                            session, item.list_id, item.subscriber_id, None
+                        )
+                    session.commit()
+                raise
         return to_mail
 
     def confirm_target(self, token: str) -> str:

@@ -46,6 +46,16 @@ def create_app(app: Newsletter) -> Starlette:
             status=503,
         )
 
+    async def cannot_now(request: Request, exc: Exception) -> Response:
+        # Mail that cannot leave (no signing key, the SMTP server down): the operator's log
+        # says why; the reader is told to try again, and nothing half-done is kept.
+        logging.getLogger("newsletter.web").error("%s: %s", request.url.path, exc)
+        return pages.message(
+            "We could not do that just now",
+            "Something on our side is not working. Please try again in a few minutes.",
+            status=503,
+        )
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return pages.message(
             "There is no page here",
@@ -57,7 +67,11 @@ def create_app(app: Newsletter) -> Starlette:
 
     application = Starlette(
         middleware=[Middleware(_SecurityHeaders)],
-        exception_handlers={SQLAlchemyError: database_down, 404: not_found},
+        exception_handlers={
+            SQLAlchemyError: database_down,
+            NewsletterError: cannot_now,
+            404: not_found,
+        },
         routes=[
             *signup.routes(app, pages),
             *reader.routes(app, pages),
