@@ -33,14 +33,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def served(project: Project) -> Iterator[str]:
+def serve(project: Project, **signup: Any) -> Iterator[str]:
     """`newsletter serve` on 127.0.0.1, with base_url pointing at it so links in mail work."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     project.update("publication", base_url=base, standards_url=f"{base}/standards")
-    project.update("publication", description="The week's briefings, by theme, in five minutes.")
-    project.update("signup", min_seconds=1)
+    project.update("signup", min_seconds=1, **signup)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(Newsletter(load_settings(project.config_path))),
@@ -60,6 +58,16 @@ def served(project: Project) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def served(project: Project) -> Iterator[str]:
+    yield from serve(project)
+
+
+@pytest.fixture
+def served_with_proof_of_work(project: Project) -> Iterator[str]:
+    yield from serve(project, proof_of_work=True, proof_of_work_max=50_000)
 
 
 @pytest.fixture
@@ -103,6 +111,7 @@ def test_a_person_signs_up_confirms_chooses_two_themes_takes_their_data_and_leav
     page = browser.new_page(viewport={"width": 375, "height": 812})
     page.goto(served + "/")
     assert page.get_by_role("heading", level=1).inner_text() == "SignalDesk Weekly"
+    assert "by theme, in five minutes" in page.content()  # config.toml's description
     photograph(page, "home")
     page.goto(served + "/subscribe")
     photograph(page, "subscribe")
@@ -151,3 +160,21 @@ def test_a_person_signs_up_confirms_chooses_two_themes_takes_their_data_and_leav
     assert "Everything about you is deleted" in page.content()
     shown_now = project.cli("subscribers", "show", "reader@example.com", expect=None).output
     assert "forgotten" in shown_now
+
+
+def test_with_proof_of_work_on_the_pages_script_solves_it_and_the_signup_goes_through(
+    project: Project, served_with_proof_of_work: str, browser: Any
+) -> None:
+    page = browser.new_page(viewport={"width": 375, "height": 812})
+    page.goto(served_with_proof_of_work + "/subscribe")
+    page.get_by_label("Your e-mail address").fill("solver@example.com")
+    button = page.get_by_role("button", name="Subscribe")
+    button.wait_for(state="visible")
+    page.wait_for_function(
+        "document.querySelector('input[name=altcha]').value.length > 0", timeout=60_000
+    )
+    time.sleep(1.1)
+    button.click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", level=1).inner_text() == "Check your inbox"
+    assert [str(m["To"]) for m in project.outbox()] == ["solver@example.com"]

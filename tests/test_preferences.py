@@ -203,6 +203,7 @@ def test_the_unsubscribe_page_links_the_preferences_and_knows_who_left(centre: C
     assert "Unsubscribe</button>" in page.text
     done = centre.client.post(path, content=b"List-Unsubscribe=One-Click")
     assert "/preferences/" in done.text
+    assert ("unsubscribe", "") in centre.history("ada@example.com")
     again = centre.client.get(path)
     assert "You are not subscribed to The Weekly Briefing." in again.text
     assert "Unsubscribe</button>" not in again.text

@@ -12,7 +12,7 @@ from markdown_it import MarkdownIt
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
-from newsletter.audience import lifecycle
+from newsletter.audience import consent, lifecycle
 from newsletter.audience.tokens import (
     resubscribe_token,
     verify_resubscribe_token,
@@ -105,7 +105,10 @@ class ReaderService:
         list_id, subscriber_id = verify_unsubscribe_token(key, token)
         name = self._list_name(list_id, subscriber_id)
         with self.app.session() as session:
-            lifecycle.unsubscribe_by_link(session, list_id, subscriber_id, origin)
+            if lifecycle.unsubscribe_by_link(session, list_id, subscriber_id, origin):
+                consent.record(
+                    session, subscriber_id, "unsubscribe", list_id=list_id, origin=origin
+                )
             session.commit()
         return UnsubscribeReport(
             name,
@@ -119,6 +122,15 @@ class ReaderService:
         name = self._list_name(list_id, subscriber_id)
         with self.app.session() as session:
             changed = lifecycle.resubscribe(session, list_id, subscriber_id)
+            if changed:
+                consent.record(
+                    session,
+                    subscriber_id,
+                    "resubscribe",
+                    list_id=list_id,
+                    detail="undid an unsubscribe from the page that followed it",
+                    origin="web",
+                )
             session.commit()
         return ResubscribeReport(name, changed)
 
