@@ -38,6 +38,10 @@ def test_init_in_an_empty_folder_starts_a_publication_that_sends(empty_folder: P
     assert config.read_text() == (ROOT / "config.toml").read_text()  # one source: the repo's
     assert (empty_folder / "newsletter.db").exists()
     assert "Wrote config.toml" in output
+    standards = (empty_folder / "standards.md").read_text()
+    assert standards.startswith("# Our standards\n\nSignalDesk Weekly is a weekly digest")
+    assert "buyer" not in standards
+    assert "served at https://signaldesk.example/standards" in output
     assert "development key" in output
     assert "NEWSLETTER_SECRET_KEY" in output
     next_steps = output.split("Next:")[1].split()
@@ -59,8 +63,10 @@ def test_init_never_overwrites_and_a_second_run_only_upgrades(empty_folder: Path
     config = empty_folder / "config.toml"
     edited = starter_config().replace("SignalDesk Weekly", "The Harbour Letter")
     config.write_text(edited)
+    (empty_folder / "standards.md").write_text("# Ours\n")
     output = newsletter("init")
     assert config.read_text() == edited
+    assert (empty_folder / "standards.md").read_text() == "# Ours\n"
     assert "Wrote" not in output
     assert "Using config.toml (kept as it is)." in output
     assert "Next:" not in output
