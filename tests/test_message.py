@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+from email.headerregistry import Address
 from email.utils import getaddresses
 
+import pytest
+
 from newsletter.personalize import Markers, Placeholder, Recipient
-from newsletter.send.message import PreparedMessage
+from newsletter.send.message import PreparedMessage, single_message
 from tests.conftest import parse
 
 M = Markers("abc123")
@@ -134,3 +137,25 @@ def test_message_ids_differ_between_digests_with_the_same_numbers() -> None:
     assert prepared(markers=Markers("aaaa")).message_id(reader) != prepared(
         markers=Markers("bbbb")
     ).message_id(reader)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["O'Brien, Siân", "José (work)", 'Ada "the Countess" <b>L</b>', "Zoë", "Plain Name", "a,b"],
+)
+def test_a_readers_name_is_one_display_name_whatever_it_holds(name: str) -> None:
+    """Names come from readers now (the preference centre) and from imports: a comma, brackets
+    or quotes in one must never make a second address or hide the real one."""
+    raw = prepared().render(recipient(name, "reader@example.com"))
+    addresses = parse(raw)["To"].addresses
+    assert [(a.display_name, a.addr_spec) for a in addresses] == [(name, "reader@example.com")]
+    single = single_message(
+        sender="Letters <letters@example.com>",
+        to=Address(display_name=name, addr_spec="reader@example.com"),
+        subject="Confirm",
+        text="Press the button.",
+        html_body="<p>Press the button.</p>",
+        message_id_domain="example.com",
+    )
+    addresses = parse(single)["To"].addresses
+    assert [(a.display_name, a.addr_spec) for a in addresses] == [(name, "reader@example.com")]

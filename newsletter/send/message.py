@@ -15,8 +15,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
 
 from newsletter.feeds.sanitize import single_line
 from newsletter.models import utcnow
@@ -61,15 +62,28 @@ def _to_header(name: str, address: str) -> bytes:
     names and addresses take the careful (and slower) way through the email package.
     """
     name = single_line(name)
-    if not address.isascii() or not name.isascii() or len(name) > 200:
-        return _header("To", formataddr((name, address)))
-    if not _PLAIN_HEADER_VALUE.fullmatch(address):
-        return _header("To", formataddr((name, address)))
+    if (
+        not address.isascii()
+        or not name.isascii()
+        or len(name) > 200
+        or not _PLAIN_HEADER_VALUE.fullmatch(address)
+    ):
+        return _careful_to(name, address)
     if not name:
         return f"To: {address}\r\n".encode("ascii")
     if not _ATOM_TEXT.fullmatch(name):
         name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"To: {name} <{address}>\r\n".encode("ascii")
+
+
+def _careful_to(name: str, address: str) -> bytes:
+    """To: through the header registry's Address, which quotes or encodes the display name as
+    a whole: `formataddr`'s output parsed again would read a comma or parentheses in a
+    non-ASCII name as address syntax ("O'Brien, Siân" as two addresses)."""
+    message = EmailMessage(policy=_HEADER_POLICY)
+    message["To"] = Address(display_name=name, addr_spec=address)
+    folded: str = message["To"].fold(policy=_HEADER_POLICY)
+    return folded.encode("ascii")
 
 
 def _qp(data: str) -> bytes:
@@ -212,17 +226,18 @@ class PreparedMessage:
 def single_message(
     *,
     sender: str,
-    to: str,
+    to: str | Address,
     subject: str,
     text: str,
     html_body: str,
     message_id_domain: str,
     reply_to: str | None = None,
 ) -> bytes:
-    """A one-off message (a confirmation mail): built whole with the email package."""
+    """A one-off message (a confirmation mail): built whole with the email package. A reader's
+    name goes in as an `Address`, so that it is quoted or encoded as one display name."""
     message = EmailMessage(policy=_HEADER_POLICY)
     message["From"] = single_line(sender)
-    message["To"] = single_line(to)
+    message["To"] = to if isinstance(to, Address) else single_line(to)
     message["Subject"] = single_line(subject)
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = make_msgid(domain=message_id_domain)

@@ -7,7 +7,7 @@ mail goes out through the app's `confirmation_needed` hook (by default, `Confirm
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.utils import formataddr
+from email.headerregistry import Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
@@ -23,6 +23,7 @@ from newsletter.audience.tokens import confirm_url, verify_confirm_token
 from newsletter.db import compact_after_erasure, list_row, refresh_statistics
 from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import BadToken, DeliveryRefused
+from newsletter.feeds.sanitize import single_line
 from newsletter.models import MailingList, Subscriber
 from newsletter.render.templating import render_confirmation
 from newsletter.send.message import Envelope, single_message
@@ -202,7 +203,7 @@ class ConfirmationMailer:
                 )
                 raw = single_message(
                     sender=publication.from_,
-                    to=formataddr((item.name, address)),
+                    to=Address(display_name=single_line(item.name), addr_spec=address),
                     subject=mail.subject,
                     text=mail.text,
                     html_body=mail.html,
