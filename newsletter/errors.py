@@ -68,6 +68,10 @@ class BadToken(NewsletterError):
     """A link token that was tampered with, truncated, expired or made with another key."""
 
 
+class ReaderGone(BadToken):
+    """A well-signed link of a reader we no longer have: they asked to be forgotten."""
+
+
 class MissingKey(NewsletterError):
     """No NEWSLETTER_SECRET_KEY, and config.toml does not allow a development key."""
 

@@ -26,7 +26,7 @@ from newsletter.audience.tokens import (
 )
 from newsletter.db import compact_after_erasure, list_row
 from newsletter.digest.themes import ThemeMatcher
-from newsletter.errors import BadToken, NewsletterError
+from newsletter.errors import BadToken, NewsletterError, ReaderGone
 from newsletter.models import (
     MailingList,
     Subscriber,
@@ -239,7 +239,7 @@ class PreferenceService:
         subscriber_id = verify_preferences_token(self.app.signing_key(), token)
         with self.app.session() as session:
             if session.get(Subscriber, subscriber_id) is None:
-                raise BadToken("this link is not valid")
+                raise ReaderGone("nothing is stored about this reader")
         return subscriber_id
 
     def view(self, token: str) -> Preferences:

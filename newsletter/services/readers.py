@@ -20,7 +20,7 @@ from newsletter.audience.tokens import (
 )
 from newsletter.db import probe_write
 from newsletter.digest.builder import digest_view
-from newsletter.errors import BadToken, NewsletterError
+from newsletter.errors import BadToken, NewsletterError, ReaderGone
 from newsletter.models import (
     Digest,
     DigestStatus,
@@ -74,12 +74,15 @@ class ReaderService:
 
     def _list_name(self, list_id: int, subscriber_id: int) -> str:
         """The name of the list a well-signed link names, when it names a list and a reader
-        we have (BadToken otherwise: the same 400 page as a tampered link)."""
+        we have (BadToken for a list we do not have: the same 400 page as a tampered link;
+        ReaderGone for a reader who was forgotten)."""
         with self.app.session() as session:
             mailing_list = session.get(MailingList, list_id)
             reader = session.get(Subscriber, subscriber_id)
-        if mailing_list is None or reader is None:
+        if mailing_list is None:
             raise BadToken("this link is not valid")
+        if reader is None:  # only a forget removes a reader (ids are never reused)
+            raise ReaderGone("nothing is stored about this reader")
         return mailing_list.name
 
     def list_for_unsubscribe(self, token: str) -> str:

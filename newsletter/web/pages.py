@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from newsletter.config import Settings
-from newsletter.errors import BadToken
+from newsletter.errors import BadToken, ReaderGone
 from newsletter.render.templating import render_page
 
 SECURITY_HEADERS = {
@@ -73,6 +73,12 @@ class Pages:
         async def wrapped(request: Request) -> Response:
             try:
                 return await handler(request, request.path_params["token"])
+            except ReaderGone:  # a 200: for a one-click unsubscribe, that is the truth too
+                return self.message(
+                    "Nothing is stored about this address",
+                    "Everything about it was deleted on request, so there is nothing to "
+                    "unsubscribe from or change, and nothing more is sent to it.",
+                )
             except BadToken:
                 return self.invalid()
 
