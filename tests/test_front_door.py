@@ -174,7 +174,8 @@ def test_the_confirmation_link_shows_a_button_and_only_the_post_confirms(site: S
     assert subscription is not None
     assert subscription.status == SubscriptionStatus.ACTIVE
     again = site.client.post(path)
-    assert "You were already subscribed" in again.text
+    assert "You are already subscribed" in again.text
+    assert "Confirm my subscription" not in site.client.get(path).text  # no idle button
     with site.app.session() as session:
         linus = select(Subscriber).where(Subscriber.email == "linus@example.com")
         reader = session.exec(linus).one()
@@ -383,3 +384,18 @@ def test_a_confirmation_that_cannot_be_mailed_says_so_and_the_next_try_mails_it(
     site.app.hooks.confirmation_needed = None  # the mail server is back
     assert "Check your inbox" in site.sign_up("patient@example.com").text
     assert [str(m["To"]) for m in site.confirmations()] == ["patient@example.com"]
+
+
+def test_a_confirmation_link_opened_after_leaving_says_so_and_subscribes_nobody(
+    site: Site,
+) -> None:
+    site.sign_up("leaver@example.com")
+    path = confirm_path(site.confirmations()[0])
+    site.client.post(path)
+    site.project.cli("subscribers", "remove", "leaver@example.com", "--list", "weekly")
+    for answer in (site.client.get(path), site.client.post(path)):
+        assert "You are not subscribed to The Weekly Briefing." in answer.text
+        assert "Confirm my subscription" not in answer.text
+    subscription = site.subscription("leaver@example.com")
+    assert subscription is not None
+    assert subscription.status == SubscriptionStatus.UNSUBSCRIBED

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
@@ -71,11 +71,22 @@ class Preferences:
         return any(choice.subscribed for choice in self.lists)
 
 
+ConfirmState = Literal["pending", "subscribed", "left"]
+
+
+@dataclass(frozen=True)
+class ConfirmTarget:
+    list_name: str
+    state: ConfirmState  # left: unsubscribed (or bounced) since; the link cannot bring them back
+    preferences_url: str
+
+
 @dataclass(frozen=True)
 class ConfirmedReport:
     list_name: str
     changed: bool
     preferences_url: str
+    state: ConfirmState = "subscribed"
 
 
 @dataclass(frozen=True)
@@ -185,27 +196,41 @@ class PreferenceService:
                 raise
         return to_mail
 
-    def confirm_target(self, token: str) -> str:
-        """The list a confirmation link is for (BadToken when it is not ours or expired)."""
-        list_id, subscriber_id = verify_confirm_token(
-            self.app.settings, self.app.signing_key(), token
-        )
+    def confirm_target(self, token: str) -> ConfirmTarget:
+        """What a confirmation link is for, and where that subscription stands now (BadToken
+        when the link is not ours or expired)."""
+        key = self.app.signing_key()
+        list_id, subscriber_id = verify_confirm_token(self.app.settings, key, token)
         with self.app.session() as session:
-            mailing_list = session.get(MailingList, list_id)
-            if mailing_list is None or session.get(Subscriber, subscriber_id) is None:
-                raise BadToken("this link is not valid")
-            return mailing_list.name
+            name, state = self._confirm_state(session, list_id, subscriber_id)
+        return ConfirmTarget(name, state, preferences_url(self.app.settings, key, subscriber_id))
+
+    def _confirm_state(
+        self, session: Session, list_id: int, subscriber_id: int
+    ) -> tuple[str, ConfirmState]:
+        mailing_list = session.get(MailingList, list_id)
+        subscriber = session.get(Subscriber, subscriber_id)
+        subscription = session.get(Subscription, (list_id, subscriber_id))
+        if mailing_list is None or subscriber is None or subscription is None:
+            raise BadToken("this link is not valid")
+        if subscription.status == SubscriptionStatus.PENDING:
+            return mailing_list.name, "pending"
+        if (
+            subscription.status == SubscriptionStatus.ACTIVE
+            and subscriber.status == SubscriberStatus.ACTIVE
+        ):
+            return mailing_list.name, "subscribed"
+        return mailing_list.name, "left"
 
     def confirm(self, token: str, visit: Visit) -> ConfirmedReport:
         """The button on the confirmation page: the subscription becomes active."""
         key = self.app.signing_key()
         list_id, subscriber_id = verify_confirm_token(self.app.settings, key, token)
         with self.app.session() as session:
-            mailing_list = session.get(MailingList, list_id)
-            if mailing_list is None or session.get(Subscriber, subscriber_id) is None:
-                raise BadToken("this link is not valid")
-            changed = lifecycle.confirm(session, list_id, subscriber_id)
+            name, state = self._confirm_state(session, list_id, subscriber_id)
+            changed = state == "pending" and lifecycle.confirm(session, list_id, subscriber_id)
             if changed:
+                state = "subscribed"
                 consent.record(
                     session,
                     subscriber_id,
@@ -217,11 +242,9 @@ class PreferenceService:
                     at=self.app.now(),
                 )
             session.commit()
-            return ConfirmedReport(
-                mailing_list.name,
-                changed,
-                preferences_url(self.app.settings, key, subscriber_id),
-            )
+        return ConfirmedReport(
+            name, changed, preferences_url(self.app.settings, key, subscriber_id), state
+        )
 
     def purge_unconfirmed(self) -> int:
         """Drop signups nobody confirmed within `[security] confirm_link_days`."""

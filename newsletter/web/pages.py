@@ -84,6 +84,12 @@ class Pages:
 
         return wrapped
 
+    def local(self, url: str) -> str:
+        """A URL of this site as a path, so links on its pages work wherever it is served
+        (a trial on 127.0.0.1 as well as at base_url); mail keeps absolute URLs."""
+        base = self.settings.publication.base_url
+        return url[len(base) :] if url.startswith(base + "/") else url
+
     def too_large(self) -> HTMLResponse:
         return self.message("That was too much", "The form sent more than it can hold.", 413)
 

@@ -132,18 +132,24 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
         if request.method == "HEAD":  # link checkers peek with HEAD: show nothing, do nothing
             await run_in_threadpool(preferences.confirm_target, token)
             return Response(status_code=200, headers=PRIVATE)
-        list_name = await run_in_threadpool(preferences.confirm_target, token)
-        return pages.page("confirm.html.j2", list_name=list_name, action=request.url.path)
+        target = await run_in_threadpool(preferences.confirm_target, token)
+        if target.state != "pending":  # opened again later: no button that would do nothing
+            return confirmed_page(target.list_name, False, target.state, target.preferences_url)
+        return pages.page("confirm.html.j2", list_name=target.list_name, action=request.url.path)
+
+    def confirmed_page(list_name: str, changed: bool, state: str, preferences_url: str) -> Response:
+        return pages.page(
+            "confirmed.html.j2",
+            list_name=list_name,
+            changed=changed,
+            state=state,
+            preferences_url=pages.local(preferences_url),
+        )
 
     async def confirm(request: Request, token: str) -> Response:
         visit = Visit(page=str(request.url.path), client=client_network(client_address(request)))
         done = await run_in_threadpool(lambda: preferences.confirm(token, visit))
-        return pages.page(
-            "confirmed.html.j2",
-            list_name=done.list_name,
-            changed=done.changed,
-            preferences_url=done.preferences_url,
-        )
+        return confirmed_page(done.list_name, done.changed, done.state, done.preferences_url)
 
     async def script(request: Request) -> Response:
         return Response(
