@@ -45,7 +45,12 @@ class ArchiveEntry:
     preheader: str
     list_name: str
     sent_at: datetime
-    url: str
+    url: str  # absolute, for the Atom feed
+
+    @property
+    def path(self) -> str:
+        """The same page as a path, for links on our own pages."""
+        return f"/archive/{self.id}"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from newsletter.app import Newsletter
@@ -18,6 +18,14 @@ from newsletter.audience.tokens import preferences_form_token, verify_preference
 from newsletter.errors import BadToken
 from newsletter.services.preferences import Preferences, Visit
 from newsletter.web.pages import PRIVATE, Pages, client_address, cross_site, first, form_fields
+
+NOTICES = {
+    "saved": "Your choices are saved.",
+    "no-theme": "Tick at least one theme (your themes were kept as they were). To stop all "
+    "mail, use “Unsubscribe from everything”.",
+    "left": "You are unsubscribed from everything. Nothing more will be sent to this "
+    "address; tick a list and save to come back.",
+}
 
 
 def routes(app: Newsletter, pages: Pages) -> list[Route]:
@@ -39,7 +47,11 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
 
     async def show(request: Request, token: str) -> Response:
         reader = await run_in_threadpool(preferences.view, token)
-        return shown(request, token, reader)
+        return shown(request, token, reader, NOTICES.get(request.query_params.get("done", ""), ""))
+
+    def done(token: str, what: str) -> Response:
+        # Post/Redirect/Get: reloading the page afterwards does not send the form again.
+        return RedirectResponse(f"/preferences/{token}?done={what}", 303, headers=PRIVATE)
 
     async def change(request: Request, token: str) -> Response:
         subscriber_id = await run_in_threadpool(preferences.reader, token)
@@ -92,13 +104,7 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
         reader = await run_in_threadpool(
             lambda: preferences.save(token, themes=themes, lists=lists, name=name, visit=visit)
         )
-        notice = "Your choices are saved."
-        if not themes and reader.active:
-            notice = (
-                "Tick at least one theme (your themes were kept as they were). To stop all "
-                "mail, use “Unsubscribe from everything”."
-            )
-        return shown(request, token, reader, notice)
+        return done(token, "saved" if themes or not reader.active else "no-theme")
 
     async def data(request: Request, token: str) -> Response:
         body = await run_in_threadpool(preferences.data, token)

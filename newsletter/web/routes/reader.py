@@ -25,7 +25,7 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
             "unsubscribe.html.j2",
             list_name=shown.list_name,
             already=shown.already,
-            preferences_url=shown.preferences_url,
+            preferences_url=pages.local(shown.preferences_url),
             action=request.url.path,
         )
 
@@ -42,7 +42,7 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
             "unsubscribed.html.j2",
             list_name=done.list_name,
             resubscribe_action=f"/resubscribe/{done.undo_token}",
-            preferences_url=done.preferences_url,
+            preferences_url=pages.local(done.preferences_url),
         )
 
     async def resubscribe(request: Request, token: str) -> Response:

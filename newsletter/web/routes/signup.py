@@ -71,18 +71,29 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
     async def subscribe_form(request: Request) -> Response:
         return form_page("subscribe.html.j2")
 
-    def check_your_inbox() -> Response:
+    def check_your_inbox(email: str) -> Response:
+        # What the visitor typed, and the same words whoever owns it: it tells nobody who reads.
         return pages.message(
             "Check your inbox",
-            "If that address can subscribe, a message with a button to confirm is on its "
-            "way. Nothing is sent to it until the button is pressed. It can take a few "
-            "minutes; look in the spam folder too.",
+            f"We sent a message with a button to confirm to {email}, unless that address is "
+            "subscribed already. Nothing more is sent to it until the button is pressed. It "
+            "can take a few minutes; look in the spam folder too. A typing mistake? Sign up "
+            "again with the right address.",
+            link="/subscribe",
+            link_text="Sign up with another address",
         )
 
     async def subscribe(request: Request) -> Response:
         fields = await form_fields(request)
         if fields is None:
             return pages.too_large()
+        if settings.signup.proof_of_work and not first(fields, "altcha") and first(fields, "email"):
+            return form_page(
+                "subscribe.html.j2",
+                notice="This form needs JavaScript to check that a person sent it. Please "
+                "turn it on for this site and press Subscribe again.",
+                fields=fields,
+            )
         try:
             email = normalize_email(first(fields, "email", 320))
         except AddressError:
@@ -101,7 +112,7 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
             email.rpartition("@")[2],
         )
         if refusal == Refusal.SCRIPT:
-            return check_your_inbox()  # a script learns nothing from the answer
+            return check_your_inbox(email)  # a script learns nothing from the answer
         if refusal == Refusal.TOO_FAST:
             return form_page(
                 "subscribe.html.j2",
@@ -126,7 +137,7 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
         visit = Visit(page=str(request.url.path), client=client_network(client_address(request)))
         themes = fields.get("theme", [])
         await run_in_threadpool(lambda: preferences.signup(email, slugs, themes, visit))
-        return check_your_inbox()
+        return check_your_inbox(email)
 
     async def confirm_page(request: Request, token: str) -> Response:
         if request.method == "HEAD":  # link checkers peek with HEAD: show nothing, do nothing
