@@ -408,3 +408,15 @@ def test_a_confirmation_link_opened_after_leaving_says_so_and_subscribes_nobody(
     subscription = site.subscription("leaver@example.com")
     assert subscription is not None
     assert subscription.status == SubscriptionStatus.UNSUBSCRIBED
+
+
+def test_serve_warns_while_the_standards_page_is_the_starter(project: Project) -> None:
+    from newsletter.services.setup import write_standards_page
+
+    with Newsletter(load_settings(project.config_path)) as app:
+        assert "standards.md is missing" in app.readers.warnings()[0]
+        written = write_standards_page(app.settings)
+        assert written is not None
+        assert "is still the starter text" in app.readers.warnings()[0]
+        written.write_text("# How the Harbour Letter works\n", encoding="utf-8")
+        assert app.readers.warnings() == []

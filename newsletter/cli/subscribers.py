@@ -20,7 +20,12 @@ from newsletter.cli.main import app, subscribers_app
 def subscribers_import(
     ctx: typer.Context,
     file: Annotated[
-        Path, typer.Argument(metavar="FILE", help="CSV file with a header row: email,name.")
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="CSV file with a header row: email, and optionally name, themes (names "
+            "separated by ; or |), status, consent; other columns become attributes.",
+        ),
     ],
     list_slug: ListOption,
     skip_invalid: Annotated[
@@ -97,7 +102,8 @@ def subscribers_export(
     list_slug: ListOption,
     status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
 ) -> None:
-    """Write a list's subscribers as CSV to standard output (email,name,status,... columns)."""
+    """Write a list's subscribers as CSV to standard output (email,name,status,since,consent,
+    themes, then their attributes)."""
     newsletter = app_of(ctx)
     written = run(lambda: newsletter.subscribers.export(list_slug, sys.stdout, status))
     sys.stdout.flush()  # the CSV before the count, when both go to one terminal

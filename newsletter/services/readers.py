@@ -186,6 +186,29 @@ class ReaderService:
         path = url[len(base) :].split("#", 1)[0].split("?", 1)[0]
         return path if path.startswith("/") and path.rstrip("/") else None
 
+    def warnings(self) -> list[str]:
+        """What an operator should fix before readers see the site."""
+        settings = self.app.settings
+        found = []
+        if self.standards_path() is not None:
+            page = settings.standards_page_path
+            starter = bundled("samples", "standards.md").read_text(encoding="utf-8")
+            named = starter.replace("{publication}", settings.publication.name)
+            try:
+                unchanged = page.read_text(encoding="utf-8") == named
+            except OSError:
+                found.append(
+                    f"{page.name} is missing: {settings.publication.standards_url} shows the "
+                    "starter text; `newsletter init` writes it for you to edit"
+                )
+            else:
+                if unchanged:
+                    found.append(
+                        f"{page} is still the starter text; make it say what is true for "
+                        "your publication"
+                    )
+        return found
+
     def standards(self) -> str:
         """The standards page's body as HTML: the editor's Markdown file, or the starter."""
         settings = self.app.settings
