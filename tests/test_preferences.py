@@ -246,3 +246,19 @@ def test_imports_take_a_themes_column_and_exports_and_show_give_it_back(
     project.cli("subscribers", "import", str(again), "--list", "weekly")
     shown = json.loads(project.cli("subscribers", "show", "kim@example.com").output)
     assert shown["subscriber"]["themes"] == ["Security", "Energy"]
+
+
+def test_a_forgotten_reader_who_writes_to_come_back_can_be_let_in_again(centre: Centre) -> None:
+    path = centre.path("zoe@example.com")
+    ask = centre.post(path, action="forget")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', ask.text)
+    assert csrf
+    gone = centre.client.post(path, data={"csrf": csrf.group(1), "action": "forget_confirmed"})
+    assert "write to briefings@signaldesk.example." in gone.text
+    project = centre.project
+    refused = project.cli("subscribers", "add", "zoe@example.com", "--list", "weekly", expect=1)
+    assert "not re-added" in refused.output
+    assert "may be added again" in project.cli("subscribers", "unforget", "zoe@example.com").output
+    assert "nothing to change" in project.cli("subscribers", "unforget", "zoe@example.com").output
+    project.cli("subscribers", "add", "zoe@example.com", "--list", "weekly")
+    assert '"status": "active"' in project.cli("subscribers", "show", "zoe@example.com").output

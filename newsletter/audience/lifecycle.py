@@ -275,6 +275,17 @@ def forget(session: Session, email: str) -> bool:
     return True
 
 
+def unforget(session: Session, email: str) -> bool:
+    """Lift the hash a forget keeps, when the person asks to come back; True if there was one.
+    The address is then new to us: it needs adding (and, on the web, confirming) again."""
+    hashed = email_hash(normalize_email(email))
+    found = session.get(Suppression, hashed)
+    if found is None:
+        return False
+    session.delete(found)
+    return True
+
+
 class SignupOutcome(StrEnum):
     MAIL = "mail"  # new, or pending and not mailed for a day, or left earlier: send a link
     WAIT = "wait"  # pending and mailed within the day: not again yet

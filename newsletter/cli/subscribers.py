@@ -147,6 +147,22 @@ def subscribers_forget(
     )
 
 
+@subscribers_app.command("unforget")
+def subscribers_unforget(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The forgotten address.")],
+) -> None:
+    """Let a forgotten address be added again, when its owner asked to come back; it is then
+    new to us (`subscribers add`, or the signup form, which confirms by mail)."""
+    newsletter = app_of(ctx)
+    lifted = run(lambda: newsletter.subscribers.unforget(email))
+    out.print(
+        f"{email} may be added again."
+        if lifted
+        else f"{email} was not forgotten; nothing to change."
+    )
+
+
 @subscribers_app.command("confirm")
 def subscribers_confirm(
     ctx: typer.Context,

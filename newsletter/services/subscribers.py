@@ -168,6 +168,13 @@ class SubscriberService:
         with self.app.session() as session:
             return store.was_forgotten(session, email)
 
+    def unforget(self, email: str) -> bool:
+        """Let a forgotten address be added again (the person asked); False if it was not."""
+        with self.app.session() as session:
+            lifted = lifecycle.unforget(session, email)
+            session.commit()
+        return lifted
+
     def forget(self, email: str) -> bool:
         """Erase a person for good, keeping only a hash so they are never re-added."""
         with self.app.session() as session:

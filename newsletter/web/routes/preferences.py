@@ -7,6 +7,8 @@ from our own page; a GET changes nothing.
 
 from __future__ import annotations
 
+from email.utils import parseaddr
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -94,10 +96,11 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
             )
         if action == "forget_confirmed":
             await run_in_threadpool(preferences.forget, token)
+            contact = parseaddr(settings.publication.reply_to or settings.publication.from_)[1]
             return pages.message(
                 "Everything about you is deleted",
-                "Only a one-way hash of the address is kept, so that no list can add it again. "
-                "To subscribe again one day, write to us.",
+                "Only a one-way hash of the address is kept, so that no list, form or import "
+                f"can add it again. To subscribe again one day, write to {contact}.",
             )
         themes, lists = fields.get("theme", []), fields.get("list", [])
         name = first(fields, "name", 500)
