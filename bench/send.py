@@ -4,13 +4,23 @@ same concurrency to the same sink, in the same run.
 
     .venv/bin/python bench/send.py [--subscribers 20000] [--concurrency 10]
 
+With `--theme-sets N`, the reference is a uniform send instead: in each of `--rounds` rounds,
+the same list once with every reader on the full digest and once with the readers spread over
+N different choices of themes (N editions, rendered when the digest leaves draft), to the same
+sink, in alternating order.
+
+    .venv/bin/python bench/send.py --theme-sets 20 [--rounds 4]
+
 Needs Debian's postfix package (smtp-sink, smtp-source). Prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import os
+import random
 import resource
 import socket
 import subprocess
@@ -18,14 +28,24 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sqlmodel import col, func, select  # noqa: E402
+
 from newsletter.app import Newsletter  # noqa: E402
-from newsletter.config import load_settings  # noqa: E402
+from newsletter.config import Settings, load_settings  # noqa: E402
+from newsletter.digest.editions import theme_names  # noqa: E402
+from newsletter.models import Delivery, DeliveryStatus  # noqa: E402
+from newsletter.services import sending  # noqa: E402
+from newsletter.services.digests import DigestService  # noqa: E402
 from tests.conftest import dump_toml  # noqa: E402
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -46,25 +66,35 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("smtp-sink did not start")
 
 
+def publication(work: Path, port: int, count: int, concurrency: int) -> Settings:
+    """A config sending to the sink, the sample feed and `count` readers in readers.csv."""
+    data = tomllib.loads((ROOT / "config.toml").read_text())
+    data["delivery"] = {"transport": "smtp"}
+    data["smtp"] = {"host": "127.0.0.1", "port": port, "concurrency": concurrency}
+    data["feeds"] = [{"name": "sample", "url": str(ROOT / "samples" / "briefings.xml")}]
+    (work / "config.toml").write_text(dump_toml(data))
+    rows = "\n".join(f"reader{n}@example.com,Reader {n}" for n in range(count))
+    (work / "readers.csv").write_text(f"email,name\n{rows}\n")
+    return load_settings(work / "config.toml")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--theme-sets", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=4)
     options = parser.parse_args()
     count, concurrency = options.subscribers, options.concurrency
+    if options.theme_sets:
+        compare_editions(count, concurrency, options.theme_sets, options.rounds)
+        return
     port = free_port()
     sink = start_sink(port)
     try:
         with tempfile.TemporaryDirectory() as folder:
             work = Path(folder)
-            data = tomllib.loads((ROOT / "config.toml").read_text())
-            data["delivery"] = {"transport": "smtp"}
-            data["smtp"] = {"host": "127.0.0.1", "port": port, "concurrency": concurrency}
-            data["feeds"] = [{"name": "sample", "url": str(ROOT / "samples" / "briefings.xml")}]
-            (work / "config.toml").write_text(dump_toml(data))
-            rows = "\n".join(f"reader{n}@example.com,Reader {n}" for n in range(count))
-            (work / "readers.csv").write_text(f"email,name\n{rows}\n")
-            settings = load_settings(work / "config.toml")
+            settings = publication(work, port, count, concurrency)
             with Newsletter(settings) as app:
                 app.subscribers.import_csv(work / "readers.csv", "weekly")
                 app.feeds.fetch()
@@ -110,6 +140,121 @@ def main() -> None:
         f"({ours:.1f} s) | {count / reference:,.0f} msg/s ({reference:.1f} s) | "
         f"{reference / ours:.2f}x | {rss_after / 1024:.0f} MiB "
         f"(+{(rss_after - rss_before) / 1024:.0f}) |"
+    )
+
+
+def theme_sets(settings: Settings, wanted: int) -> list[list[str]]:
+    """`wanted` different choices of themes, none of them every theme (that is the full
+    digest), of one to all but one theme, drawn the same way every run."""
+    names = theme_names(settings)
+    choices = [
+        list(chosen)
+        for size in range(1, len(names))
+        for chosen in itertools.combinations(names, size)
+    ]
+    if wanted > len(choices):
+        raise SystemExit(f"{len(names)} themes make only {len(choices)} choices")
+    return random.Random(0).sample(choices, wanted)
+
+
+STEPS: dict[str, float] = {}  # seconds of the last send's steps that `timed` wraps
+
+
+def timed(name: str, call: Callable[..., T]) -> Callable[..., T]:
+    def timing(*args: Any, **kwargs: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            STEPS[name] = time.perf_counter() - started
+
+    return timing
+
+
+def timed_send(port: int, count: int, concurrency: int, sets: int) -> tuple[float, int, int, float]:
+    """One send to the sink from a fresh publication: seconds, sent, editions, mean size."""
+    STEPS.clear()
+    with tempfile.TemporaryDirectory() as folder:
+        settings = publication(Path(folder), port, count, concurrency)
+        with Newsletter(settings) as app:
+            app.subscribers.import_csv(Path(folder) / "readers.csv", "weekly")
+            app.feeds.fetch()
+            if sets:
+                choices = [json.dumps(chosen) for chosen in theme_sets(settings, sets)]
+                with app.session() as session:
+                    for n, chosen in enumerate(choices):
+                        session.connection().exec_driver_sql(
+                            "UPDATE subscriber SET themes = ? WHERE id % ? = ?", (chosen, sets, n)
+                        )
+                    session.commit()
+        started = time.perf_counter()
+        with Newsletter(settings) as app:  # as `newsletter send` runs: the database opens
+            report = app.sending.send("weekly")
+        seconds = time.perf_counter() - started
+        with Newsletter(settings) as app, app.session() as session:
+            assert report.summary.sent == count, report.summary
+            sample = app.digests.sample_recipient()
+            editions = session.exec(
+                select(Delivery.edition_id, func.count())
+                .where(Delivery.status == DeliveryStatus.SENT)
+                .group_by(col(Delivery.edition_id))
+            ).all()
+            draft = app.digests.draft("weekly", or_last_sent=True)
+            assert draft is not None
+            full = len(draft.message.render(sample))
+            size = sum(
+                readers
+                * (len(app.sending.edition_message(e).render(sample)) if e is not None else full)
+                for e, readers in editions
+            )
+    return seconds, report.summary.sent, sum(e is not None for e, _ in editions), size / count
+
+
+def compare_editions(count: int, concurrency: int, sets: int, rounds: int) -> None:
+    # What leaving draft costs, inside the timed send: the editions, the ledger's snapshot.
+    DigestService.store_editions = timed("editions", DigestService.store_editions)  # type: ignore[method-assign]
+    names = vars(sending)  # the service calls the ledger's function by its imported name
+    names["snapshot_audience"] = timed("snapshot", names["snapshot_audience"])
+    port = free_port()
+    sink = start_sink(port)
+    results: list[tuple[int, str, float, int, int, float, dict[str, float]]] = []
+    try:
+        for round_ in range(1, rounds + 1):
+            # Alternate which goes first, so a machine warming up or slowing favours neither.
+            order = (0, sets) if round_ % 2 else (sets, 0)
+            for choice in order:
+                seconds, sent, editions, size = timed_send(port, count, concurrency, choice)
+                kind = f"{sets} theme sets" if choice else "uniform"
+                results.append((round_, kind, seconds, sent, editions, size, dict(STEPS)))
+                print(f"round {round_}: {kind}: {sent / seconds:,.0f} msg/s", file=sys.stderr)
+    finally:
+        sink.terminate()
+        sink.wait()
+    print(
+        "| round | send | messages | editions | mean size | rendering editions | snapshot | "
+        "time | rate | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    uniform_rate = {r[0]: r[3] / r[2] for r in results if r[1] == "uniform"}
+    for round_, kind, seconds, sent, editions, size, steps in results:
+        rate = sent / seconds
+        ratio = "" if kind == "uniform" else f"{rate / uniform_rate[round_]:.2f}x"
+        print(
+            f"| {round_} | {kind} | {sent:,} | {editions} | {size / 1024:.0f} KB | "
+            f"{steps.get('editions', 0):.2f} s | {steps.get('snapshot', 0):.2f} s | "
+            f"{seconds:.1f} s | {rate:,.0f} msg/s | {ratio} |"
+        )
+    total = {
+        kind: (
+            sum(r[3] for r in results if r[1] == kind),
+            sum(r[2] for r in results if r[1] == kind),
+        )
+        for kind in ("uniform", f"{sets} theme sets")
+    }
+    uniform, themed = (sent / secs for sent, secs in total.values())
+    print(
+        f"\nAll rounds: uniform {uniform:,.0f} msg/s, {sets} theme sets {themed:,.0f} msg/s, "
+        f"ratio {themed / uniform:.2f}x"
     )
 
 

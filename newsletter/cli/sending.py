@@ -98,6 +98,8 @@ def send(
         )
     summary = report.summary
     totals = f"{summary.sent} sent, {summary.failed} failed, {summary.deferred} deferred"
+    if report.skipped_themes:
+        totals += f"; skipped: {report.skipped_themes}, nothing in their themes"
     if report.retried_digests:
         digests = ", ".join(str(number) for number in report.retried_digests)
         out.print(f"Retried deferred deliveries of digest {digests}.")

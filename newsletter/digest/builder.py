@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -138,6 +139,13 @@ def candidate_briefings(
     return start, list(rows)
 
 
+def next_pin(session: Session, mailing_list: MailingList) -> int | None:
+    """The briefing the editor pinned to lead the list's next digest, if any (building the
+    digest uses the pin up: read it first to know whether the lead was pinned)."""
+    pin = session.get(DigestPin, mailing_list.id)
+    return pin.briefing_id if pin else None
+
+
 def build_digest(
     session: Session, settings: Settings, mailing_list: MailingList, now: datetime | None = None
 ) -> Digest | None:
@@ -166,19 +174,17 @@ def build_digest(
     )
     if plan is None:
         return None
-    values: dict[str, object] = {
-        "publication": settings.publication.name,
-        "lead": header_text(rows[plan.lead.candidate.id].title),
-        "count": len(plan.items),
-        "more": len(plan.items) - 1,
-        "and_more": f" and {len(plan.items) - 1} more" if len(plan.items) > 1 else "",
-        "themes": ", ".join(plan.themes),
-        "date": f"{now.day} {now:%B %Y}",
-    }
+    subject, preheader = headlines(
+        settings,
+        lead=rows[plan.lead.candidate.id].title,
+        count=len(plan.items),
+        themes=plan.themes,
+        when=now,
+    )
     digest = Digest(
         list_id=mailing_list.id,
-        subject=_fill(settings, "subject", values),
-        preheader=_fill(settings, "preheader", values),
+        subject=subject,
+        preheader=preheader,
         window_start=start,
         window_end=now,
         created_at=now,
@@ -249,6 +255,23 @@ def shorten(text: str, limit: int) -> str:
     return text[:end].rstrip(" \u200d,;:-\u2013\u2014") + "\u2026"
 
 
+def headlines(
+    settings: Settings, *, lead: str, count: int, themes: Sequence[str], when: datetime
+) -> tuple[str, str]:
+    """The subject and preheader from the `[digest]` templates: `lead` is the top story's
+    title, `count` the stories planned (web-only ones too), `themes` those the e-mail shows."""
+    values: dict[str, object] = {
+        "publication": settings.publication.name,
+        "lead": header_text(lead),
+        "count": count,
+        "more": count - 1,
+        "and_more": f" and {count - 1} more" if count > 1 else "",
+        "themes": ", ".join(themes),
+        "date": f"{when.day} {when:%B %Y}",
+    }
+    return _fill(settings, "subject", values), _fill(settings, "preheader", values)
+
+
 def _fill(settings: Settings, key: str, values: dict[str, object]) -> str:
     template = getattr(settings.digest, key)
     try:
@@ -262,40 +285,78 @@ def _fill(settings: Settings, key: str, values: dict[str, object]) -> str:
         ) from None
 
 
-def digest_view(session: Session, digest: Digest, *, web_edition: bool = False) -> DigestView:
-    """The stored digest as a plain value, in the order it was planned.
+@dataclass(frozen=True)
+class Placed:
+    """A briefing where the plan put it (a DigestItem's decisions), with the briefing."""
 
-    The web edition shows every story, also those the caps kept out of the e-mail.
-    """
-    mailing_list = session.get(MailingList, digest.list_id)
-    assert mailing_list is not None
-    assert digest.id is not None
+    briefing: Briefing
+    theme: str  # its primary theme
+    lead: bool
+    in_email: bool
+    merged_into: int | None
+
+    @property
+    def id(self) -> int:
+        assert self.briefing.id is not None
+        return self.briefing.id
+
+
+def planned(session: Session, digest: Digest) -> list[Placed]:
+    """A digest's stored plan, in digest order (the lead first)."""
     rows = session.exec(
         select(DigestItem, Briefing)
         .join(Briefing, col(Briefing.id) == DigestItem.briefing_id)
         .where(DigestItem.digest_id == digest.id)
         .order_by(col(DigestItem.position))
     ).all()
+    return [
+        Placed(briefing, item.theme, item.lead, item.in_email, item.merged_into)
+        for item, briefing in rows
+    ]
+
+
+def digest_view(session: Session, digest: Digest, *, web_edition: bool = False) -> DigestView:
+    """The stored digest as a plain value, in the order it was planned.
+
+    The web edition shows every story, also those the caps kept out of the e-mail.
+    """
+    return assemble_view(
+        session, digest, planned(session, digest), digest.subject, digest.preheader, web_edition
+    )
+
+
+def assemble_view(
+    session: Session,
+    digest: Digest,
+    items: Sequence[Placed],
+    subject: str,
+    preheader: str,
+    web_edition: bool = False,
+) -> DigestView:
+    """The view of `items` (a digest's plan, or an edition's part of it) in their order."""
+    mailing_list = session.get(MailingList, digest.list_id)
+    assert mailing_list is not None
+    assert digest.id is not None
     merged: dict[int, list[Source]] = defaultdict(list)
-    for item, briefing in rows:
+    for item in items:
         if item.merged_into is not None:
-            merged[item.merged_into].append(Source(briefing.source_name, briefing.source_url))
+            merged[item.merged_into].append(
+                Source(item.briefing.source_name, item.briefing.source_url)
+            )
     lead: DigestBriefing | None = None
     shown: dict[str, list[DigestBriefing]] = {}
     more: dict[str, int] = defaultdict(int)
-    for item, briefing in rows:
+    for item in items:
         if item.merged_into is not None:
             continue
-        assert briefing.id is not None
+        briefing = item.briefing
         value = DigestBriefing(
-            id=briefing.id,
+            id=item.id,
             title=briefing.title,
             url=briefing.url,
             dek=briefing.dek,
             key_points=tuple(briefing.key_points),
-            sources=_distinct(
-                Source(briefing.source_name, briefing.source_url), *merged[briefing.id]
-            ),
+            sources=_distinct(Source(briefing.source_name, briefing.source_url), *merged[item.id]),
             theme=item.theme,
             published_at=briefing.published_at,
         )
@@ -312,14 +373,14 @@ def digest_view(session: Session, digest: Digest, *, web_edition: bool = False) 
         nonce=digest.nonce,
         list_slug=mailing_list.slug,
         list_name=mailing_list.name,
-        subject=digest.subject,
-        preheader=digest.preheader,
+        subject=subject,
+        preheader=preheader,
         window_start=digest.window_start,
         window_end=digest.window_end,
         lead=lead,
         sections=tuple(
-            DigestSection(theme, anchor(theme), tuple(items), more[theme])
-            for theme, items in shown.items()
+            DigestSection(theme, anchor(theme), tuple(stories), more[theme])
+            for theme, stories in shown.items()
         ),
     )
 

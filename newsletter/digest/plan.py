@@ -280,15 +280,27 @@ def plan_digest(
     )
     lead.lead = True
     items = [lead, *(item for item in ordered if item is not lead)]
-    shown_per_theme: dict[str, int] = {}
-    shown = 0
-    for item in items:
-        if item.lead:
-            shown += 1
-            continue
-        count = shown_per_theme.get(item.theme, 0)
-        item.in_email = count < max_per_theme and shown < max_briefings
-        if item.in_email:
-            shown_per_theme[item.theme] = count + 1
-            shown += 1
+    shown = in_email(
+        [item.theme for item in items], max_per_theme=max_per_theme, max_briefings=max_briefings
+    )
+    for item, email in zip(items, shown, strict=True):
+        item.in_email = email
     return Plan(items)
+
+
+def in_email(themes: Sequence[str], *, max_per_theme: int, max_briefings: int) -> list[bool]:
+    """For stories in digest order, lead first (by their themes): which the e-mail shows.
+
+    The lead always; the rest while their theme and the whole e-mail are under the caps. The
+    lead counts towards the e-mail's cap, not its theme's: a section still has its own stories.
+    """
+    shown_per_theme: dict[str, int] = {}
+    flags = [True] * len(themes)
+    total = 1
+    for position, theme in enumerate(themes[1:], start=1):
+        count = shown_per_theme.get(theme, 0)
+        flags[position] = count < max_per_theme and total < max_briefings
+        if flags[position]:
+            shown_per_theme[theme] = count + 1
+            total += 1
+    return flags

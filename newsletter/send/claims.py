@@ -113,20 +113,19 @@ class Claims:
                     col(Delivery.status) == DeliveryStatus.QUEUED,
                 )
                 .values(status=DeliveryStatus.SENDING, claimed_by=self.owner, claimed_at=now)
-                .returning(col(Delivery.subscriber_id))
+                .returning(col(Delivery.subscriber_id), col(Delivery.edition_id))
             )
-            .scalars()
-            .all()
-        )
+        ).all()
         session.commit()
         if not claimed:
             return []
+        editions: dict[int, int | None] = dict(claimed)
         rows = session.execute(
             core_select(col(Subscriber.id), col(Subscriber.email), col(Subscriber.name))
-            .where(col(Subscriber.id).in_(claimed))
+            .where(col(Subscriber.id).in_(editions))
             .order_by(col(Subscriber.id))
         ).all()
-        return [Reader(id_, email, name) for id_, email, name in rows]
+        return [Reader(id_, email, name, editions[id_]) for id_, email, name in rows]
 
     def next_wake(self, session: Session) -> datetime | None:
         """When a queued retry falls due or someone else's claim expires; None when all is done."""

@@ -29,7 +29,11 @@ from newsletter.send.transport import Transport, TransportFactory
 
 
 class Dispatcher:
-    """Sends one digest's queued deliveries with `concurrency` transports in worker threads."""
+    """Sends one digest's queued deliveries with `concurrency` transports in worker threads.
+
+    `message` is the full digest's; a delivery of an edition gets `editions(edition_id)`'s,
+    built the first time a reader of that edition is claimed and kept for the others.
+    """
 
     def __init__(
         self,
@@ -47,11 +51,14 @@ class Dispatcher:
         stop: threading.Event | None = None,
         signer: Callable[[bytes], bytes] | None = None,
         rate_limiter: RateLimiter | None = None,
+        editions: Callable[[int], PreparedMessage] | None = None,
     ) -> None:
         self.database = database
         self.digest_id = digest_id
         self.list_id = list_id
         self.message = message
+        self.editions = editions
+        self._messages: dict[int, PreparedMessage] = {}
         self.envelope_sender = envelope_sender
         self.signer = signer
         self.rate_limiter = rate_limiter or RateLimiter(0)
@@ -78,12 +85,24 @@ class Dispatcher:
                 self._transports.append(transport)
         return transport
 
-    def _send_one(self, subscriber: Reader) -> tuple[DeliveryRefused | None, str]:
+    def message_for(self, edition_id: int | None) -> PreparedMessage:
+        """The message of an edition (None, or no `editions`: the full digest)."""
+        if edition_id is None or self.editions is None:
+            return self.message
+        prepared = self._messages.get(edition_id)
+        if prepared is None:
+            prepared = self._messages[edition_id] = self.editions(edition_id)
+        return prepared
+
+    def _send_one(
+        self, subscriber: Reader, message: PreparedMessage | None = None
+    ) -> tuple[DeliveryRefused | None, str]:
+        message = message or self.message
         recipient = self.recipient(subscriber)
-        message_id = self.message.message_id(recipient)
+        message_id = message.message_id(recipient)
         envelope = Envelope(self.envelope_sender(recipient), recipient.email)
         try:
-            raw = self.message.render(recipient)
+            raw = message.render(recipient)
             if self.signer is not None:
                 raw = self.signer(raw)
             self.rate_limiter.wait()
@@ -126,7 +145,9 @@ class Dispatcher:
                         backlog = self.claims.claim(session, self.concurrency * 10)
                     while backlog and len(in_flight) < self.concurrency * 2:
                         subscriber = backlog.pop(0)
-                        in_flight[pool.submit(self._send_one, subscriber)] = subscriber
+                        # Chosen here, in the one thread that reads the database.
+                        message = self.message_for(subscriber.edition_id)
+                        in_flight[pool.submit(self._send_one, subscriber, message)] = subscriber
                 if not in_flight:
                     if self.stop.is_set() or fatal is not None:
                         break

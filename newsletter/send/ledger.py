@@ -4,12 +4,12 @@ rows are claimed and recorded by `claims.Claims`, and sent by `dispatch.Dispatch
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import func, insert, literal, update
+from sqlalchemy import Text, case, cast, func, insert, literal, null, update
 from sqlmodel import Session, col, select
 
 from newsletter.audience.store import active_member
@@ -31,6 +31,7 @@ class Reader(NamedTuple):
     id: int
     email: str
     name: str
+    edition_id: int | None = None  # None: the full digest
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,64 @@ ProgressCallback = Callable[[Outcome], None]
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
 
 
-def snapshot_audience(session: Session, digest: Digest) -> int:
+# Why a delivery was skipped when its reader's edition has no story in it.
+NOTHING_IN_THEMES = "nothing new in the themes they chose"
+
+
+class EditionChoice(NamedTuple):
+    """The edition that the readers of one stored choice of themes get."""
+
+    edition_id: int
+    empty: bool  # no story in it: their deliveries are skipped, nobody is mailed
+
+
+def _stored_themes() -> Any:
+    # As text: PostgreSQL's json type has no equality, so it can be neither grouped nor matched.
+    return cast(col(Subscriber.themes), Text)
+
+
+def theme_choices(session: Session, list_id: int) -> dict[str | None, int]:
+    """The distinct choices of themes among a list's active readers, as stored (JSON text;
+    None: never chose), each with how many hold it: one grouped query, whatever the list's
+    size."""
+    stored = _stored_themes()
+    rows = session.execute(
+        select(stored, func.count())
+        .select_from(Subscription)
+        .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
+        .where(active_member(list_id))
+        .group_by(stored)
+    ).all()
+    return {text: int(count) for text, count in rows}
+
+
+def snapshot_audience(
+    session: Session, digest: Digest, editions: Mapping[str, EditionChoice] | None = None
+) -> int:
     """Queue one delivery per active subscriber of the digest's list, in one statement.
 
+    `editions` maps a stored choice of themes (as `theme_choices` has it) to the edition its
+    readers get; any other reader gets the full digest (no edition). A reader whose edition is
+    empty gets a delivery already skipped, so the ledger says why they were not mailed.
     Runs once, when the digest leaves draft; whoever subscribes later waits for the next digest.
     """
+    columns = ["digest_id", "subscriber_id"]
+    values: list[Any] = [literal(digest.id).label("digest_id"), col(Subscription.subscriber_id)]
+    if editions:
+        stored = _stored_themes()
+        empty = stored.in_([text for text, choice in editions.items() if choice.empty])
+        columns += ["edition_id", "status", "last_reply"]
+        values += [
+            case({text: choice.edition_id for text, choice in editions.items()}, value=stored),
+            case((empty, literal(DeliveryStatus.SKIPPED.value)), else_=DeliveryStatus.QUEUED.value),
+            case((empty, literal(NOTHING_IN_THEMES)), else_=null()),
+        ]
     audience = (
-        select(literal(digest.id).label("digest_id"), col(Subscription.subscriber_id))
+        select(*values)
         .join(Subscriber, col(Subscriber.id) == Subscription.subscriber_id)
         .where(active_member(digest.list_id))
     )
-    result = session.execute(insert(Delivery).from_select(["digest_id", "subscriber_id"], audience))
+    result = session.execute(insert(Delivery).from_select(columns, audience))
     digest.status = DigestStatus.SENDING
     session.add(digest)
     session.commit()
@@ -129,3 +177,30 @@ def ledger_counts(session: Session, digest_id: int) -> dict[str, int]:
         .group_by(col(Delivery.status))
     ).all()
     return dict(rows)
+
+
+def themes_skipped(session: Session, digest_id: int) -> int:
+    """Deliveries of a digest skipped because nothing was new in their reader's themes."""
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.digest_id == digest_id,
+                Delivery.status == DeliveryStatus.SKIPPED,
+                Delivery.last_reply == NOTHING_IN_THEMES,
+            )
+        ).one()
+    )
+
+
+def edition_counts(session: Session, digest_id: int) -> dict[int | None, dict[str, int]]:
+    """A digest's deliveries per edition (None: the full digest) and status."""
+    counts: dict[int | None, dict[str, int]] = {}
+    for edition_id, status, count in session.exec(
+        select(Delivery.edition_id, Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id)
+        .group_by(col(Delivery.edition_id), col(Delivery.status))
+    ).all():
+        counts.setdefault(edition_id, {})[status] = count
+    return counts

@@ -1,9 +1,12 @@
 """Digests: shape the next one (pin), build it as `send` would without storing it (draft),
-and write it to files for a look (preview)."""
+write it to files for a look (preview), and its editions: rendered and stored once per choice
+of themes when it leaves draft (`store_editions`), and what each became (`editions`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape as escape_html
 from pathlib import Path
@@ -18,13 +21,16 @@ from newsletter.digest.builder import (
     build_digest,
     candidate_briefings,
     digest_view,
+    next_pin,
     pending_digest,
 )
+from newsletter.digest.editions import Editions, themes_key
 from newsletter.errors import NewsletterError
 from newsletter.files import atomic_write
 from newsletter.models import (
     Briefing,
     Digest,
+    DigestEdition,
     DigestItem,
     DigestPin,
     DigestStatus,
@@ -32,6 +38,7 @@ from newsletter.models import (
 )
 from newsletter.personalize import Recipient
 from newsletter.render.templating import RenderedDigest, render_digest
+from newsletter.send.ledger import EditionChoice, edition_counts
 from newsletter.send.message import PreparedMessage
 
 if TYPE_CHECKING:
@@ -46,6 +53,7 @@ class Draft:
     rendered: RenderedDigest
     message: PreparedMessage
     sent_at: datetime | None = None  # set when this is a digest that already went out
+    themes: tuple[str, ...] = ()  # an edition's; empty: the full digest
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,18 @@ class PreviewReport:
     html_bytes: int
     clipped_by_gmail: bool
     sent_at: datetime | None = None  # nothing new: this is the list's last digest, sent then
+    themes: tuple[str, ...] = ()  # the edition's; empty: the full digest
+    subject: str = ""
+
+
+@dataclass(frozen=True)
+class EditionStatus:
+    """One edition of a digest and what became of its deliveries."""
+
+    themes: tuple[str, ...]  # empty: the full digest (every theme)
+    briefings: int
+    subject: str
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class DigestService:
@@ -90,7 +110,12 @@ class DigestService:
             return briefing.title
 
     def draft(
-        self, slug: str, *, or_last_sent: bool = False, subject_prefix: str = ""
+        self,
+        slug: str,
+        *,
+        or_last_sent: bool = False,
+        subject_prefix: str = "",
+        themes: Sequence[str] | None = None,
     ) -> Draft | None:
         """What `send` would send now, built and rendered but not stored; None if nothing is
         new.
@@ -102,6 +127,7 @@ class DigestService:
         settings = self.app.settings
         with self.app.session() as session:
             mailing_list = list_row(session, settings, slug)
+            pin = next_pin(session, mailing_list)
             digest = pending_digest(session, mailing_list) or build_digest(
                 session, settings, mailing_list, self.app.now()
             )
@@ -113,13 +139,130 @@ class DigestService:
                 ).first()
             if digest is None:
                 return None
-            rendered = self.rendered(session, digest)
-            view = digest_view(session, digest)
-            digest.html, digest.text = rendered.html, rendered.text
-            message = prepare_message(settings, digest, mailing_list, subject_prefix)
+            edition = None if themes is None else self._edition(session, digest, themes, pin)
+            chosen: tuple[str, ...] = ()
+            if edition is None:
+                rendered = self.rendered(session, digest)
+                view = digest_view(session, digest)
+            else:
+                chosen, view, rendered = edition
+            message = prepare_message(
+                settings, digest, mailing_list, subject_prefix, edition=rendered
+            )
             sent_at = digest.sent_at if digest.status == DigestStatus.SENT else None
             session.rollback()
-            return Draft(view, rendered, message, sent_at)
+            return Draft(view, rendered, message, sent_at, chosen)
+
+    def _edition(
+        self, session: Session, digest: Digest, themes: Sequence[str], pin: int | None
+    ) -> tuple[tuple[str, ...], DigestView, RenderedDigest] | None:
+        """The edition of `themes` (as stored when the digest left draft, else rendered now);
+        None when they make the full digest."""
+        editions = Editions(session, self.app.settings, digest, pin)
+        unknown = [name for name in themes if name not in editions.names]
+        if unknown:
+            raise NewsletterError(
+                f"no theme {', '.join(map(repr, unknown))} in config.toml",
+                hint="the themes are " + ", ".join(editions.names),
+            )
+        chosen = editions.chosen(themes)
+        if chosen is None:
+            return None
+        view = editions.view(chosen)
+        if view is None:
+            raise NewsletterError(
+                f"nothing new in {', '.join(chosen)} in digest {digest.id}: readers who chose "
+                "only these themes are not mailed (their delivery is skipped)"
+            )
+        stored = session.exec(
+            select(DigestEdition).where(
+                DigestEdition.digest_id == digest.id,
+                DigestEdition.themes_key == themes_key(chosen),
+            )
+        ).first()
+        if stored is not None and stored.html:
+            stored_rendering = RenderedDigest(
+                stored.subject, stored.preheader, stored.html, stored.text
+            )
+            return chosen, view, stored_rendering
+        return chosen, view, render_digest(view, self.app.settings)
+
+    def store_editions(
+        self,
+        session: Session,
+        digest: Digest,
+        choices: Iterable[str | None],
+        pin: int | None = None,
+    ) -> dict[str, EditionChoice]:
+        """Render and store (caller commits) one edition per distinct set of themes among
+        `choices` (stored choices, as `ledger.theme_choices` gives them), for a digest leaving
+        draft; returns each choice's edition. Choices that make the full digest have none."""
+        editions = Editions(session, self.app.settings, digest, pin)
+        stored: dict[str, EditionChoice] = {}
+        of_choice: dict[str, EditionChoice] = {}
+        for text in choices:
+            themes = None if text is None else editions.chosen(_stored_choice(text))
+            if text is None or themes is None:
+                continue
+            key = themes_key(themes)
+            if key not in stored:
+                stored[key] = self._store_edition(session, editions, key, themes)
+            of_choice[text] = stored[key]
+        return of_choice
+
+    def _store_edition(
+        self, session: Session, editions: Editions, key: str, themes: tuple[str, ...]
+    ) -> EditionChoice:
+        digest = editions.digest
+        assert digest.id is not None
+        edition = DigestEdition(
+            digest_id=digest.id, themes_key=key, themes=list(themes), subject=""
+        )
+        view = editions.view(themes)
+        if view is not None:
+            rendered = render_digest(view, self.app.settings)
+            edition.subject, edition.preheader = rendered.subject, rendered.preheader
+            edition.html, edition.text = rendered.html, rendered.text
+            edition.briefings = len(view.briefings)
+        session.add(edition)
+        session.flush()
+        assert edition.id is not None
+        return EditionChoice(edition.id, view is None)
+
+    def editions(self, slug: str | None = None) -> dict[int, list[EditionStatus]]:
+        """The editions of every digest that has some (of one list, or all), the full digest
+        first, with their deliveries per status."""
+        found: dict[int, list[EditionStatus]] = {}
+        with self.app.session() as session:
+            query = (
+                select(DigestEdition, Digest)
+                .join(Digest, col(Digest.id) == DigestEdition.digest_id)
+                .order_by(col(DigestEdition.digest_id), col(DigestEdition.id))
+            )
+            if slug:
+                query = query.where(Digest.list_id == list_row(session, self.app.settings, slug).id)
+            rows = session.exec(query).all()
+            counts: dict[int, Mapping[int | None, dict[str, int]]] = {}
+            for edition, digest in rows:
+                assert digest.id is not None
+                if digest.id not in counts:
+                    counts[digest.id] = edition_counts(session, digest.id)
+                    full = EditionStatus(
+                        (),
+                        len(digest_view(session, digest).briefings),
+                        digest.subject,
+                        counts[digest.id].get(None, {}),
+                    )
+                    found[digest.id] = [full]
+                found[digest.id].append(
+                    EditionStatus(
+                        tuple(edition.themes),
+                        edition.briefings,
+                        edition.subject,
+                        counts[digest.id].get(edition.id, {}),
+                    )
+                )
+        return found
 
     def rendered(self, session: Session, digest: Digest) -> RenderedDigest:
         """A digest as it was rendered when it left draft, or rendered now."""
@@ -128,14 +271,20 @@ class DigestService:
         return render_digest(digest_view(session, digest), self.app.settings)
 
     def sample_recipient(self, email: str = SAMPLE_EMAIL) -> Recipient:
-        """Who a preview or a test copy is addressed to; its unsubscribe link leads nowhere."""
+        """Who a preview or a test copy is addressed to; its unsubscribe link leads nowhere,
+        its preferences link to the signup page."""
         base_url = self.app.settings.publication.base_url
-        return Recipient(0, email, "", base_url + PREVIEW_UNSUBSCRIBE_PATH)
+        return Recipient(0, email, "", base_url + PREVIEW_UNSUBSCRIBE_PATH, base_url + "/subscribe")
 
-    def preview(self, slug: str, out_dir: Path) -> PreviewReport | None:
+    def preview(
+        self, slug: str, out_dir: Path, themes: Sequence[str] | None = None
+    ) -> PreviewReport | None:
         """Render what `send` would send now (when nothing is new, the list's last digest),
-        without storing anything; None when the list never had a digest and nothing is new."""
-        current = self.draft(slug, or_last_sent=True)
+        without storing anything; None when the list never had a digest and nothing is new.
+
+        With `themes`, the edition of a reader who chose them (the full digest when they are
+        every theme)."""
+        current = self.draft(slug, or_last_sent=True, themes=themes)
         if current is None:
             return None
         view, rendered, message = current.view, current.rendered, current.message
@@ -154,6 +303,8 @@ class DigestService:
             rendered.html_bytes,
             rendered.clipped_by_gmail,
             current.sent_at,
+            current.themes,
+            view.subject,
         )
 
 
@@ -173,3 +324,17 @@ def _not_pinnable(
         f"{mailing_list.slug}, which takes briefings from {start:%Y-%m-%d} on that no digest "
         "of the list carried"
     )
+
+
+def _stored_choice(text: str | None) -> list[str] | None:
+    """A reader's stored choice of themes (JSON text) as names; None when they never chose, or
+    when it is not a list of names (then they get every theme rather than nothing)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        return None
+    return value

@@ -16,14 +16,14 @@ from sqlmodel import Session, col, select
 
 from newsletter.audience.addresses import ascii_address, normalize_email
 from newsletter.audience.store import active_count
-from newsletter.audience.tokens import SigningKey, unsubscribe_url
+from newsletter.audience.tokens import SigningKey, preferences_url, unsubscribe_url
 from newsletter.config import Settings
 from newsletter.db import list_row
-from newsletter.digest.builder import build_digest, digest_view, pending_digest
+from newsletter.digest.builder import build_digest, digest_view, next_pin, pending_digest
 from newsletter.errors import DeliveryRefused, NewsletterError
-from newsletter.models import DeliveryStatus, Digest, DigestStatus, MailingList
+from newsletter.models import DeliveryStatus, Digest, DigestEdition, DigestStatus, MailingList
 from newsletter.personalize import Markers, Recipient
-from newsletter.render.templating import render_digest
+from newsletter.render.templating import RenderedDigest, render_digest
 from newsletter.send.dispatch import Dispatcher
 from newsletter.send.dkim import DkimSigner
 from newsletter.send.ledger import (
@@ -36,6 +36,8 @@ from newsletter.send.ledger import (
     give_up_stale_deferrals,
     ledger_counts,
     snapshot_audience,
+    theme_choices,
+    themes_skipped,
 )
 from newsletter.send.message import Envelope, PreparedMessage
 from newsletter.send.ratelimit import RateLimiter
@@ -60,6 +62,7 @@ class SendReport:
     no_audience: bool = False
     retried_digests: list[int] = field(default_factory=list)
     given_up: int = 0
+    skipped_themes: int = 0  # readers of the digest not mailed: nothing new in their themes
 
     @property
     def nothing_new(self) -> bool:
@@ -115,6 +118,7 @@ class SendingService:
                         report.retried_digests.append(earlier.id or 0)
             digest = pending_digest(session, mailing_list)
             report.resumed = digest is not None
+            pin = next_pin(session, mailing_list)  # building uses it up; the editions need it
             if digest is None and active_count(session, list_id) == 0:
                 report.no_audience = True
             elif digest is None:
@@ -136,12 +140,16 @@ class SendingService:
                 if digest.status == DigestStatus.DRAFT:
                     rendered = render_digest(digest_view(session, digest), settings)
                     digest.html, digest.text = rendered.html, rendered.text
-                    snapshot_audience(session, digest)
+                    choices = theme_choices(session, list_id)
+                    editions = app.digests.store_editions(session, digest, choices, pin)
+                    snapshot_audience(session, digest, editions)
                 jobs.append((digest.id, prepare_message(settings, digest, mailing_list)))
             session.rollback()
             for digest_id, _ in jobs:
                 counts = ledger_counts(session, digest_id)
                 report.audience += sum(counts.get(status, 0) for status in OPEN_STATUSES)
+            if report.digest_id is not None:
+                report.skipped_themes = themes_skipped(session, report.digest_id)
         if not jobs:
             return report
         if on_start:
@@ -227,7 +235,19 @@ class SendingService:
             stop=stop,
             signer=signer.sign if signer else None,
             rate_limiter=RateLimiter(settings.smtp.rate_per_second if smtp else 0),
+            editions=self.edition_message,
         )
+
+    def edition_message(self, edition_id: int) -> PreparedMessage:
+        """The message of a stored edition, as it was rendered when its digest left draft."""
+        with self.app.session() as session:
+            edition = session.get(DigestEdition, edition_id)
+            assert edition is not None
+            digest = session.get(Digest, edition.digest_id)
+            assert digest is not None
+            mailing_list = session.get(MailingList, digest.list_id)
+            assert mailing_list is not None
+            return prepare_message(self.app.settings, digest, mailing_list, edition=edition)
 
     def send_test(self, slug: str, address: str, *, dry_run: bool = False) -> CopyReport | None:
         """Mail one copy of the next digest (or, when nothing is new, of the last one) to an
@@ -306,14 +326,22 @@ def dkim_signer(settings: Settings) -> DkimSigner | None:
 
 
 def prepare_message(
-    settings: Settings, digest: Digest, mailing_list: MailingList, subject_prefix: str = ""
+    settings: Settings,
+    digest: Digest,
+    mailing_list: MailingList,
+    subject_prefix: str = "",
+    *,
+    edition: DigestEdition | RenderedDigest | None = None,
 ) -> PreparedMessage:
+    """The message of a digest, or with `edition` of one of its editions (or of a rendering
+    not stored): the digest's markers and headers either way."""
     publication = settings.publication
+    rendered = edition or digest
     return PreparedMessage(
         sender=publication.from_,
-        subject=subject_prefix + digest.subject,
-        text=digest.text,
-        html_body=digest.html,
+        subject=subject_prefix + rendered.subject,
+        text=rendered.text,
+        html_body=rendered.html,
         list_id=f"{mailing_list.name} <{mailing_list.slug}.{publication.domain}>",
         message_id_domain=publication.domain,
         markers=Markers(digest.nonce),
@@ -333,4 +361,5 @@ def recipient_for(
         ascii_address(subscriber.email),
         subscriber.name,
         unsubscribe_url(settings, key, list_id, subscriber.id),
+        preferences_url(settings, key, subscriber.id),
     )
