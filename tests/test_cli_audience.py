@@ -218,7 +218,7 @@ def test_show_prints_the_record_as_json_and_export_writes_csv_to_stdout(
     )
     result = project.cli("subscribers", "export", "--list", "weekly")
     assert result.stdout == exported(newsletter)  # the CSV and nothing else on stdout
-    assert result.stdout.splitlines()[0] == "email,name,status,since,consent,company,plan"
+    assert result.stdout.splitlines()[0] == "email,name,status,since,consent,themes,company,plan"
     assert len(result.stdout.splitlines()) == 2
     assert "1 subscriber(s) exported." in result.stderr
     assert lists_line(project, "weekly").startswith(

@@ -226,7 +226,7 @@ def test_show_export_lists_and_attributes(newsletter: Newsletter, project: Proje
     out = io.StringIO()
     assert newsletter.subscribers.export("weekly", out) == 1
     lines = out.getvalue().splitlines()
-    assert lines[0] == "email,name,status,since,consent,company,plan"
+    assert lines[0] == "email,name,status,since,consent,themes,company,plan"
     assert lines[1].startswith("ada@example.com,Ada,active,")
     assert lines[1].endswith(",attrs.csv:2,Analytical,pro")
     assert len(lines) == 2

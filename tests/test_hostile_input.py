@@ -277,7 +277,7 @@ def test_an_export_escapes_formulas_in_addresses_and_columns_and_imports_as_it_w
     # The file's own apostrophe before = is an export's escape, undone: the address is the rest.
     assert set(original) == {FORMULA_ADDRESS, "=quoted@example.com", "+plus@example.com"}
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == ["email", "name", "status", "since", "consent", "'=total"]
+    assert rows[0] == ["email", "name", "status", "since", "consent", "themes", "'=total"]
     assert sorted(row[0] for row in rows[1:]) == [
         "'+plus@example.com",
         "'=cmd|'/Ccalc'!A0@example.com",
