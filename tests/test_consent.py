@@ -228,7 +228,7 @@ def test_show_export_lists_and_attributes(newsletter: Newsletter, project: Proje
     lines = out.getvalue().splitlines()
     assert lines[0] == "email,name,status,since,consent,themes,company,plan"
     assert lines[1].startswith("ada@example.com,Ada,active,")
-    assert lines[1].endswith(",attrs.csv:2,Analytical,pro")
+    assert lines[1].endswith(",attrs.csv:2,,Analytical,pro")  # no themes: every theme
     assert len(lines) == 2
     [summary] = newsletter.reports.lists()
     assert (summary.slug, summary.name, summary.double_opt_in) == ("weekly", WEEKLY, False)
