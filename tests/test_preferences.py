@@ -262,3 +262,9 @@ def test_a_forgotten_reader_who_writes_to_come_back_can_be_let_in_again(centre: 
     assert "nothing to change" in project.cli("subscribers", "unforget", "zoe@example.com").output
     project.cli("subscribers", "add", "zoe@example.com", "--list", "weekly")
     assert '"status": "active"' in project.cli("subscribers", "show", "zoe@example.com").output
+
+
+def test_a_name_loses_bidi_controls_and_zero_width_characters(centre: Centre) -> None:
+    path = centre.path("alan@example.com")
+    centre.post(path, theme=THEMES, list="weekly", name="Alan \u202emoc.elgoog\u202c T\u200buring")
+    assert centre.reader("alan@example.com").name == "Alan moc.elgoog Turing"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from newsletter.audience.csv_io import MAX_NAME
-from newsletter.feeds.sanitize import single_line
+from newsletter.feeds.sanitize import visible_line
 from newsletter.models import Subscriber, utcnow
 
 
@@ -22,7 +22,7 @@ def choose_themes(session: Session, subscriber_id: int, themes: list[str] | None
 
 def rename(session: Session, subscriber_id: int, name: str) -> bool:
     subscriber = session.get(Subscriber, subscriber_id)
-    cleaned = single_line(name)[:MAX_NAME]
+    cleaned = visible_line(name)[:MAX_NAME]  # a reader's name reaches the To: header
     if subscriber is None or subscriber.name == cleaned:
         return False
     subscriber.name, subscriber.updated_at = cleaned, utcnow()

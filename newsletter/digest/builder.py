@@ -16,6 +16,7 @@ from newsletter.config import Settings
 from newsletter.digest.plan import Candidate, plan_digest
 from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import ConfigError
+from newsletter.feeds.sanitize import visible_line
 from newsletter.models import (
     Briefing,
     Digest,
@@ -221,22 +222,13 @@ def build_digest(
 # header that long is refused by some servers and unreadable everywhere.
 HEADER_LIMIT = 150
 _SHORTEST_LEAD = 40  # a subject template longer than the limit still says what leads
-# Invisible characters that change how the rest is shown: bidi embeddings, overrides and
-# isolates make "moc.elgoog" read "google.com"; zero-width ones hide inside look-alike words.
-# A zero-width joiner between two emoji (a family, a flag) is how those are written: kept.
-_EMOJI = "\u2600-\u27bf\ufe0f\U0001f000-\U0001faff"
-_INVISIBLE = re.compile(
-    f"[\u200b\u200c\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
-    f"|(?<![{_EMOJI}])\u200d|\u200d(?![{_EMOJI}])"
-)
 # What never ends a shortened text: half of a letter or of an emoji.
 _CONTINUES = frozenset({"Mn", "Mc", "Me", "Sk"})
 
 
 def header_text(text: str) -> str:
-    """A feed's text as it may go into a subject or preheader: no bidi controls or zero-width
-    characters, white space collapsed (letters, accents, CJK and emoji stay as they are)."""
-    return " ".join(_INVISIBLE.sub("", text).split())
+    """A feed's text as it may go into a subject or preheader (see `visible_line`)."""
+    return visible_line(text)
 
 
 def shorten(text: str, limit: int) -> str:

@@ -204,6 +204,22 @@ def web_url(value: str, base: str = "") -> str:
     return "" if _UNSAFE_IN_URL.search(candidate) else candidate
 
 
+# Invisible characters that change how the rest is shown: bidi embeddings, overrides and
+# isolates make "moc.elgoog" read "google.com"; zero-width ones hide inside look-alike words.
+# A zero-width joiner between two emoji (a family, a flag) is how those are written: kept.
+_EMOJI = "\u2600-\u27bf\ufe0f\U0001f000-\U0001faff"
+_INVISIBLE = re.compile(
+    f"[\u200b\u200c\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+    f"|(?<![{_EMOJI}])\u200d|\u200d(?![{_EMOJI}])"
+)
+
+
+def visible_line(text: str) -> str:
+    """Text as it may go into a header or a name: one line, no controls, no bidi controls or
+    zero-width characters (letters, accents, CJK and emoji stay as they are)."""
+    return single_line(_INVISIBLE.sub("", text))
+
+
 def single_line(text: str) -> str:
     """Collapse white space and drop control characters (no CR/LF can reach a header)."""
     return " ".join(_CONTROL.sub(" ", text).split())
