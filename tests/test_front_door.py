@@ -420,3 +420,25 @@ def test_serve_warns_while_the_standards_page_is_the_starter(project: Project) -
         assert "is still the starter text" in app.readers.warnings()[0]
         written.write_text("# How the Harbour Letter works\n", encoding="utf-8")
         assert app.readers.warnings() == []
+
+
+def test_a_subscribed_address_is_mailed_its_preferences_link_at_most_once_a_day(
+    site: Site,
+) -> None:
+    site.project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
+    for _ in range(3):
+        site.sign_up("grace@example.com")
+    reminders = [m for m in site.project.outbox() if "You are subscribed" in str(m["Subject"])]
+    assert len(reminders) == 1
+    assert str(reminders[0]["To"]) == "grace@example.com"
+    body = reminders[0].get_body(("plain",))
+    assert body is not None
+    link = re.search(r"https://signaldesk\.example(/preferences/\S+)", body.get_content())
+    assert link
+    assert "For grace@example.com" in site.client.get(link.group(1)).text
+    subscription = site.subscription("grace@example.com")
+    assert subscription is not None
+    assert subscription.status == SubscriptionStatus.ACTIVE  # nothing else changed
+    site.clock.advance(25 * 3600)
+    site.sign_up("grace@example.com")
+    assert len([m for m in site.project.outbox() if "You are subscribed" in str(m["Subject"])]) == 2

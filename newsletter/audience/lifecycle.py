@@ -288,8 +288,9 @@ def unforget(session: Session, email: str) -> bool:
 
 class SignupOutcome(StrEnum):
     MAIL = "mail"  # new, or pending and not mailed for a day, or left earlier: send a link
-    WAIT = "wait"  # pending and mailed within the day: not again yet
-    NOTHING = "nothing"  # subscribed already, or must never be mailed (bounced, forgotten)
+    REMIND = "remind"  # subscribed already: mail them their preferences link instead
+    WAIT = "wait"  # mailed within the day (a link or a reminder): not again yet
+    NOTHING = "nothing"  # must never be mailed from a form (bounced, complained, forgotten)
 
 
 CONFIRMATION_RESEND = timedelta(days=1)
@@ -318,11 +319,12 @@ def web_signup(
             session, mailing_list, normalized, origin="web", consent=consent, double_opt_in=True
         )
         return SignupOutcome.MAIL, subscriber
-    if subscription.status == SubscriptionStatus.ACTIVE:
-        return SignupOutcome.NOTHING, subscriber
     last = subscription.confirmation_sent_at
+    mailed_lately = last is not None and now - last < CONFIRMATION_RESEND
+    if subscription.status == SubscriptionStatus.ACTIVE:
+        return (SignupOutcome.WAIT if mailed_lately else SignupOutcome.REMIND), subscriber
     if subscription.status == SubscriptionStatus.PENDING:
-        if last is not None and now - last < CONFIRMATION_RESEND:
+        if mailed_lately:
             return SignupOutcome.WAIT, subscriber
     else:  # unsubscribed earlier: pending again, on this new consent
         subscription.status = SubscriptionStatus.PENDING

@@ -155,26 +155,49 @@ def render_confirmation(
     settings: Settings, *, list_name: str, email: str, confirm_url: str, folder: Path | None = None
 ) -> RenderedMail:
     """The double opt-in mail (templates/confirm.mjml.j2 and confirm.txt.j2)."""
-    folders = search_path(settings, folder)
-    context = {
-        "publication": settings.publication,
+    context: dict[str, object] = {
         "list_name": list_name,
         "email": email,
         "confirm_url": confirm_url,
         "days": settings.security.confirm_link_days,
     }
+    return _one_off_mail(
+        settings, "confirm", f"Confirm your subscription to {list_name}", context, folder
+    )
+
+
+def render_already_subscribed(
+    settings: Settings, *, list_name: str, email: str, preferences_url: str
+) -> RenderedMail:
+    """The answer to a signup for an address that is subscribed already
+    (templates/already.mjml.j2 and already.txt.j2): their preference centre's link."""
+    context: dict[str, object] = {
+        "list_name": list_name,
+        "email": email,
+        "preferences_url": preferences_url,
+    }
+    return _one_off_mail(settings, "already", f"You are subscribed to {list_name}", context)
+
+
+def _one_off_mail(
+    settings: Settings,
+    name: str,
+    subject: str,
+    context: dict[str, object],
+    folder: Path | None = None,
+) -> RenderedMail:
+    folders = search_path(settings, folder)
+    context = {"publication": settings.publication, **context}
     try:
-        source = _environment(folders, html=True).get_template("confirm.mjml.j2").render(context)
-        text = _environment(folders, html=False).get_template("confirm.txt.j2").render(context)
+        source = _environment(folders, html=True).get_template(f"{name}.mjml.j2").render(context)
+        text = _environment(folders, html=False).get_template(f"{name}.txt.j2").render(context)
     except jinja2.TemplateNotFound as exc:
         raise _not_found(folders, exc) from None
     except jinja2.TemplateError as exc:
-        raise TemplateError(
-            f"{_where(folders, exc)}: confirmation template error: {_message(exc)}"
-        ) from None
+        raise TemplateError(f"{_where(folders, exc)}: template error: {_message(exc)}") from None
     return RenderedMail(
-        subject=f"Confirm your subscription to {list_name}",
-        html=compile_mjml(source, template_name="confirm.mjml.j2"),
+        subject=subject,
+        html=compile_mjml(source, template_name=f"{name}.mjml.j2"),
         text=text,
     )
 

@@ -158,23 +158,32 @@ class PreferenceService:
                     continue
                 if not known and chosen is not None:
                     choices.choose_themes(session, subscriber.id, chosen)
-                if outcome != SignupOutcome.MAIL:
+                if outcome not in (SignupOutcome.MAIL, SignupOutcome.REMIND):
                     continue
-                consent.record(
-                    session,
-                    subscriber.id,
-                    "signup",
-                    list_id=mailing_list.id,
-                    detail="pending until the link in the mail is followed",
-                    origin="web",
-                    page=visit.page,
-                    client=visit.client,
-                    at=now,
-                )
+                if outcome == SignupOutcome.MAIL:
+                    consent.record(
+                        session,
+                        subscriber.id,
+                        "signup",
+                        list_id=mailing_list.id,
+                        detail="pending until the link in the mail is followed",
+                        origin="web",
+                        page=visit.page,
+                        client=visit.client,
+                        at=now,
+                    )
                 lifecycle.confirmation_mailed(session, mailing_list.id, subscriber.id, now)
+                kind: Literal["confirm", "reminder"] = (
+                    "confirm" if outcome == SignupOutcome.MAIL else "reminder"
+                )
                 to_mail.append(
                     PendingConfirmation(
-                        mailing_list.id, mailing_list.name, subscriber.id, subscriber.email, ""
+                        mailing_list.id,
+                        mailing_list.name,
+                        subscriber.id,
+                        subscriber.email,
+                        "",
+                        kind,
                     )
                 )
             lifecycle.purge_unconfirmed(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.headerregistry import Address
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TextIO
 
 from sqlmodel import Session
 
@@ -19,13 +19,13 @@ from newsletter.audience.csv_io import write_csv
 from newsletter.audience.importer import ImportReport, import_subscribers
 from newsletter.audience.lifecycle import RemoveOutcome, SubscribeOutcome
 from newsletter.audience.store import ListedSubscriber
-from newsletter.audience.tokens import confirm_url, verify_confirm_token
+from newsletter.audience.tokens import confirm_url, preferences_url, verify_confirm_token
 from newsletter.db import compact_after_erasure, list_row, refresh_statistics
 from newsletter.digest.themes import ThemeMatcher
 from newsletter.errors import BadToken, DeliveryRefused
 from newsletter.feeds.sanitize import single_line
 from newsletter.models import MailingList, Subscriber
-from newsletter.render.templating import render_confirmation
+from newsletter.render.templating import render_already_subscribed, render_confirmation
 from newsletter.send.message import Envelope, single_message
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ class PendingConfirmation:
     subscriber_id: int
     email: str
     name: str
+    # "reminder": they are subscribed already (a web signup again): mail their preferences link
+    kind: Literal["confirm", "reminder"] = "confirm"
 
 
 @dataclass(frozen=True)
@@ -202,12 +204,20 @@ class ConfirmationMailer:
         try:
             for item in pending:
                 address = ascii_address(item.email)
-                mail = render_confirmation(
-                    settings,
-                    list_name=item.list_name,
-                    email=item.email,
-                    confirm_url=confirm_url(settings, key, item.list_id, item.subscriber_id),
-                )
+                if item.kind == "reminder":
+                    mail = render_already_subscribed(
+                        settings,
+                        list_name=item.list_name,
+                        email=item.email,
+                        preferences_url=preferences_url(settings, key, item.subscriber_id),
+                    )
+                else:
+                    mail = render_confirmation(
+                        settings,
+                        list_name=item.list_name,
+                        email=item.email,
+                        confirm_url=confirm_url(settings, key, item.list_id, item.subscriber_id),
+                    )
                 raw = single_message(
                     sender=publication.from_,
                     to=Address(display_name=single_line(item.name), addr_spec=address),
