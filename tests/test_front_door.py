@@ -442,3 +442,21 @@ def test_a_subscribed_address_is_mailed_its_preferences_link_at_most_once_a_day(
     site.clock.advance(25 * 3600)
     site.sign_up("grace@example.com")
     assert len([m for m in site.project.outbox() if "You are subscribed" in str(m["Subject"])]) == 2
+
+
+def test_odd_requests_get_pages_that_say_what_to_do(site: Site) -> None:
+    umlaut = site.sign_up("jörg@example.com")
+    assert umlaut.status_code == 400
+    assert "letters like ö or é before the @" in umlaut.text
+    typo = site.sign_up("not an address")
+    assert "does not look like an e-mail address" in typo.text
+    assert 'value="not an address"' in typo.text
+    wrong_method = site.client.put("/subscribe")
+    assert wrong_method.status_code == 405
+    assert "That cannot be done here" in wrong_method.text
+    assert 'type="application/atom+xml"' in site.client.get("/").text
+    (site.project.folder / "standards.md").write_text(
+        "# Standards\n\n| rule | why |\n|---|---|\n| name sources | so you can check |\n"
+    )
+    assert "<td>name sources</td>" in site.client.get("/standards").text
+    assert site.confirmations() == []

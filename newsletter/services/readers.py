@@ -222,9 +222,8 @@ class ReaderService:
                 hint="save it as UTF-8 Markdown, or remove it to serve the starter",
             ) from None
         source = source.replace("{publication}", settings.publication.name)
-        rendered: str = MarkdownIt("commonmark", {"html": False, "typographer": True}).render(
-            source
-        )
+        markdown = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable("table")
+        rendered: str = markdown.render(source)
         return rendered
 
     def atom(self) -> str:

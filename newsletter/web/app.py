@@ -66,12 +66,22 @@ def create_app(app: Newsletter) -> Starlette:
             link_text=f"{settings.publication.name}: home",
         )
 
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return pages.message(
+            "That cannot be done here",
+            "This page does not take that kind of request.",
+            status=405,
+            link="/",
+            link_text=f"{settings.publication.name}: home",
+        )
+
     application = Starlette(
         middleware=[Middleware(_SecurityHeaders)],
         exception_handlers={
             SQLAlchemyError: database_down,
             NewsletterError: cannot_now,
             404: not_found,
+            405: not_allowed,
         },
         routes=[
             *signup.routes(app, pages),

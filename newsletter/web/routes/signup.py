@@ -96,12 +96,9 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
             )
         try:
             email = normalize_email(first(fields, "email", 320))
-        except AddressError:
+        except AddressError as exc:
             return form_page(
-                "subscribe.html.j2",
-                400,
-                notice="That does not look like an e-mail address. Please check it.",
-                fields=fields,
+                "subscribe.html.j2", 400, notice=_address_problem(str(exc)), fields=fields
             )
         slugs = fields.get("list", [])
         if len(public_lists) == 1 and not slugs:
@@ -177,3 +174,13 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
         Route("/confirm/{token}", pages.tokened(confirm), methods=["POST"]),
         Route("/static/signup.js", script, methods=["GET"]),
     ]
+
+
+def _address_problem(message: str) -> str:
+    """What is wrong with a typed address, in the reader's words."""
+    if "non-ASCII letters before the @" in message:
+        return (
+            "We cannot send to addresses with letters like ö or é before the @ yet. If you "
+            "have another address, please use that one."
+        )
+    return "That does not look like an e-mail address. Please check it."
