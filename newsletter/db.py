@@ -148,7 +148,7 @@ def create_schema(engine: Engine) -> None:
 
 # The newest migration, named here so that opening an up-to-date database (every command does)
 # reads no migration scripts; tests/test_migrations.py holds it to newsletter/migrations.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 
 def _migrate(connection: Connection) -> None:
@@ -195,7 +195,12 @@ def upgrade(connection: Connection, current: str | None) -> None:
 # Columns that later migrations add to the baseline's tables: a database from before migrations
 # lacks them, and the migrations add them.
 _ADDED_AFTER_BASELINE = frozenset(
-    {"subscriber.themes", "subscription.confirmation_sent_at", "delivery.edition_id"}
+    {
+        "subscriber.themes",
+        "subscription.confirmation_sent_at",
+        "delivery.edition_id",
+        "digest.note",
+    }
 )
 
 

@@ -252,6 +252,7 @@ class Digest(SQLModel, table=True):
     window_end: datetime = _time()
     created_at: datetime = _time()
     sent_at: datetime | None = _time(nullable=True)
+    note: str = ""  # the editor's note atop this digest (Markdown), as it was when built
 
 
 class DigestEdition(SQLModel, table=True):
@@ -297,6 +298,38 @@ class DigestPin(SQLModel, table=True):
     list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
     briefing_id: int = Field(foreign_key="briefing.id")
     created_at: datetime = _time()
+
+
+class DigestDrop(SQLModel, table=True):
+    """A briefing an editor left out of a list's digests."""
+
+    __tablename__ = "digest_drop"
+
+    list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
+    briefing_id: int = Field(foreign_key="briefing.id", primary_key=True)
+    created_at: datetime = _time()
+
+
+class DigestNote(SQLModel, table=True):
+    """The editor's note for the next digest of a list (Markdown); used once, like a pin."""
+
+    __tablename__ = "digest_note"
+
+    list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
+    text: str
+    created_at: datetime = _time()
+
+
+class DigestApproval(SQLModel, table=True):
+    """An editor's approval of the next digest of a list, as it was planned then: any change
+    to the plan (a fetch adding stories, a drop, a pin, a note) needs approving again."""
+
+    __tablename__ = "digest_approval"
+
+    list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
+    fingerprint: str  # of the plan approved
+    approved_at: datetime = _time()
+    approved_by: str = ""
 
 
 class Delivery(SQLModel, table=True):
