@@ -75,6 +75,10 @@ class Publication(_Section):
         "How {publication} works: every briefing is written or edited by us from the outside "
         "source it names, which we link so you can read the original."
     )
+    # The line under every briefing naming the outside source it began from ({source}: the
+    # outlet), and the words of the link to it.
+    attribution: Line = "This briefing began from reporting by {source}."
+    attribution_link: Line = "Read the original"
     reply_to: Annotated[str, AfterValidator(_mailbox)] | None = None
     unsubscribe_mailto: Line | None = None
     # With it, each message's envelope sender is bounces+<signed id>@bounce_domain (VERP), so a

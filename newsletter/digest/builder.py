@@ -20,12 +20,15 @@ from newsletter.feeds.sanitize import visible_line
 from newsletter.models import (
     Briefing,
     Digest,
+    DigestDrop,
     DigestItem,
+    DigestNote,
     DigestPin,
     DigestStatus,
     MailingList,
     utcnow,
 )
+from newsletter.render.markdown import render_note
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,11 @@ class DigestView:
     window_start: datetime
     window_end: datetime
     lead: DigestBriefing
-    sections: tuple[DigestSection, ...]  # without the lead
+    sections: tuple[DigestSection, ...]  # without the lead; each shows at least one story
+    # Themes whose stories are all over the caps: a line each under "More on the web".
+    web_only_sections: tuple[DigestSection, ...] = ()
+    note_html: str = ""  # the editor's note atop the digest, cleaned like feed HTML
+    note_text: str = ""
 
     @property
     def briefings(self) -> list[DigestBriefing]:
@@ -84,7 +91,7 @@ class DigestView:
 
     @property
     def web_only(self) -> int:
-        return sum(section.more for section in self.sections)
+        return sum(section.more for section in (*self.sections, *self.web_only_sections))
 
 
 def anchor(theme: str) -> str:
@@ -116,10 +123,12 @@ def window_start(
 def candidate_briefings(
     session: Session, settings: Settings, mailing_list: MailingList, now: datetime
 ) -> tuple[datetime, list[Briefing]]:
-    """Briefings published or first seen in the window that no digest of this list carried."""
+    """Briefings published or first seen in the window that no digest of this list carried
+    and the editor did not drop."""
     start = window_start(session, settings, mailing_list, now)
     earliest = now - timedelta(days=settings.digest.window_days)
     already_sent = select(DigestItem.briefing_id).where(DigestItem.list_id == mailing_list.id)
+    dropped = select(DigestDrop.briefing_id).where(DigestDrop.list_id == mailing_list.id)
     # The same link in another feed (or a feed re-added under a new URL) is not news either.
     sent_links = (
         select(Briefing.url)
@@ -133,6 +142,7 @@ def candidate_briefings(
             col(Briefing.published_at) > earliest,
             col(Briefing.published_at) <= now,
             col(Briefing.id).not_in(already_sent),
+            col(Briefing.id).not_in(dropped),
             col(Briefing.url).not_in(sent_links),
         )
         .order_by(col(Briefing.published_at).desc(), col(Briefing.id))
@@ -178,10 +188,11 @@ def build_digest(
     subject, preheader = headlines(
         settings,
         lead=rows[plan.lead.candidate.id].title,
-        count=len(plan.items),
+        count=sum(1 for item in plan.items if item.in_email),
         themes=plan.themes,
         when=now,
     )
+    note = session.get(DigestNote, mailing_list.id)
     digest = Digest(
         list_id=mailing_list.id,
         subject=subject,
@@ -189,6 +200,7 @@ def build_digest(
         window_start=start,
         window_end=now,
         created_at=now,
+        note=note.text if note else "",
     )
     session.add(digest)
     session.flush()
@@ -212,8 +224,9 @@ def build_digest(
                 )
             )
             position += 1
-    if pin is not None:
-        session.delete(pin)
+    for used_once in (pin, note):  # a pin and a note shape one digest
+        if used_once is not None:
+            session.delete(used_once)
     session.flush()
     return digest
 
@@ -251,7 +264,8 @@ def headlines(
     settings: Settings, *, lead: str, count: int, themes: Sequence[str], when: datetime
 ) -> tuple[str, str]:
     """The subject and preheader from the `[digest]` templates: `lead` is the top story's
-    title, `count` the stories planned (web-only ones too), `themes` those the e-mail shows."""
+    title, `count` the stories the e-mail shows (web-only ones are not in it, so "and N more"
+    counts what the reader can see), `themes` those the e-mail shows."""
     values: dict[str, object] = {
         "publication": settings.publication.name,
         "lead": header_text(lead),
@@ -360,6 +374,11 @@ def assemble_view(
             shown.setdefault(item.theme, [])
             more[item.theme] += 1
     assert lead is not None, f"digest {digest.id} has no lead"
+    sections = [
+        DigestSection(theme, anchor(theme), tuple(stories), more[theme])
+        for theme, stories in shown.items()
+    ]
+    note_html, note_text = render_note(digest.note)
     return DigestView(
         id=digest.id,
         nonce=digest.nonce,
@@ -370,10 +389,10 @@ def assemble_view(
         window_start=digest.window_start,
         window_end=digest.window_end,
         lead=lead,
-        sections=tuple(
-            DigestSection(theme, anchor(theme), tuple(stories), more[theme])
-            for theme, stories in shown.items()
-        ),
+        sections=tuple(section for section in sections if section.briefings),
+        web_only_sections=tuple(section for section in sections if not section.briefings),
+        note_html=note_html,
+        note_text=note_text,
     )
 
 

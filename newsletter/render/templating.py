@@ -16,7 +16,7 @@ from newsletter.digest.builder import DigestView
 from newsletter.errors import TemplateError
 from newsletter.personalize import Markers
 from newsletter.render.mjml import compile_mjml
-from newsletter.render.text import wrap
+from newsletter.render.text import wrap, wrap_paragraphs
 from newsletter.resources import templates_folder
 
 TEMPLATES = templates_folder()  # the bundled ones; an editor's folder overrides file by file
@@ -64,6 +64,7 @@ def _environment(folders: tuple[Path, ...], *, html: bool) -> jinja2.Environment
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = wrap
+    env.filters["wrap_paragraphs"] = wrap_paragraphs
     env.filters["longdate"] = _long_date
     return env
 

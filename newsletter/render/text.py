@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 WIDTH = 78
@@ -17,3 +18,21 @@ def wrap(text: str, width: int = WIDTH, indent: str = "", first_indent: str | No
         break_long_words=False,
         break_on_hyphens=False,
     )
+
+
+def wrap_paragraphs(text: str, width: int = WIDTH) -> str:
+    """Wrap each paragraph (blank lines between them) on its own; a Markdown list item
+    ("- ", "* ", "1. ") starts its own line, its continuation indented under its text."""
+    blocks = []
+    for paragraph in re.split(r"\n\s*\n", text.strip()):
+        lines: list[str] = []
+        for item in re.split(r"\n(?=\s*(?:[-*+]|\d+[.)])\s)", paragraph):
+            marker = re.match(r"\s*((?:[-*+]|\d+[.)])\s+)", item)
+            if marker:
+                lead = marker.group(1)
+                body = item[marker.end() :]
+                lines.append(wrap(body, width, " " * len(lead), lead))
+            else:
+                lines.append(wrap(item, width))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -8,7 +8,6 @@ from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
@@ -31,6 +30,7 @@ from newsletter.models import (
 )
 from newsletter.personalize import Markers, Recipient
 from newsletter.render.atom import archive_feed
+from newsletter.render.markdown import markdown_html
 from newsletter.render.templating import archive_url, render_digest
 from newsletter.resources import bundled
 
@@ -222,9 +222,7 @@ class ReaderService:
                 hint="save it as UTF-8 Markdown, or remove it to serve the starter",
             ) from None
         source = source.replace("{publication}", settings.publication.name)
-        markdown = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable("table")
-        rendered: str = markdown.render(source)
-        return rendered
+        return markdown_html(source)
 
     def atom(self) -> str:
         return archive_feed(self.app.settings.publication, self.archive())
