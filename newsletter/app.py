@@ -28,6 +28,7 @@ from newsletter.send.transport import Transport
 if TYPE_CHECKING:
     from newsletter.db import Database
     from newsletter.services.bounces import BounceService
+    from newsletter.services.desk import DeskService
     from newsletter.services.digests import DigestService
     from newsletter.services.feeds import FeedService
     from newsletter.services.preferences import PreferenceService
@@ -144,6 +145,13 @@ class Newsletter:
         from newsletter.services.digests import DigestService
 
         return DigestService(self)
+
+    @cached_property
+    def desk(self) -> DeskService:
+        """The editor's desk: see, drop, note and approve the next digest."""
+        from newsletter.services.desk import DeskService
+
+        return DeskService(self)
 
     @cached_property
     def sending(self) -> SendingService:

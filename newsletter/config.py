@@ -167,6 +167,9 @@ class MailingList(_Section):
     description: str = ""
     double_opt_in: bool = False  # new subscribers confirm by a link before they get digests
     public: bool = True  # offered on the signup form and in the preference centre
+    # `send` (and a scheduled run) waits for `newsletter digest approve`; any change to the
+    # plan after that asks for approval again.
+    require_approval: bool = False
 
 
 SUBJECT_FIELDS = frozenset({"publication", "lead", "count", "more", "and_more", "themes", "date"})

@@ -1,4 +1,4 @@
-"""`newsletter digest pin`, `newsletter preview` and `newsletter status`."""
+"""`newsletter digest show/drop/note/pin/approve`, `newsletter preview` and `newsletter status`."""
 
 from __future__ import annotations
 
@@ -8,26 +8,136 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import ListOption, app_of, err, out, print_last_digest_note, run
+from newsletter.cli.common import (
+    ListOption,
+    app_of,
+    err,
+    operator,
+    out,
+    print_last_digest_note,
+    run,
+)
 from newsletter.cli.main import app, digest_app
 from newsletter.services.digests import EditionStatus
 
 _LEDGER_COLUMNS = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
 
-@digest_app.command("pin")
-def digest_pin(
+BriefingArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID|GUID",
+        help="The briefing: its short id from `digest show` (b123) or its feed guid.",
+    ),
+]
+
+
+@digest_app.command("show")
+def digest_show(ctx: typer.Context, list_slug: ListOption) -> None:
+    """Show the list's next digest as `send` would send it now: theme by theme, each story
+    with its short id, guid and outlet, in the e-mail or on the web only, merged duplicates,
+    the pin, the note and the approval."""
+    newsletter = app_of(ctx)
+    plan = run(lambda: newsletter.desk.show(list_slug))
+    if plan is None:
+        out.print(f"Nothing new for {list_slug}: no new briefings in the window.")
+        return
+    out.print(f"Next digest of {list_slug}: “{plan.subject}”", markup=False, highlight=False)
+    out.print(
+        f"{plan.in_email} stories in the e-mail, {plan.web_only} on the web only. "
+        f"Approval: {plan.approval}"
+        + (f" ({plan.approved_at:%Y-%m-%d %H:%M} UTC)." if plan.approved_at else "."),
+        markup=False,
+    )
+    if plan.note:
+        first = plan.note.splitlines()[0]
+        out.print(f"Note: {first}" + (" …" if "\n" in plan.note else ""), markup=False)
+    theme = None
+    for story in plan.stories:
+        heading = f"Top story · {story.theme}" if story.lead else story.theme
+        if heading != theme:
+            out.print(f"\n{heading}", markup=False, style="bold")
+            theme = heading
+        marks = [story.outlet]
+        if story.pinned:
+            marks.append("pinned")
+        if not story.in_email:
+            marks.append("web only")
+        out.print(f"  {story.short_id:>6}  {story.title}", markup=False, highlight=False)
+        out.print(
+            f"          {' · '.join(marks)} · guid {story.guid}", markup=False, highlight=False
+        )
+        for duplicate in story.also:
+            out.print(f"          + the same story: {duplicate}", markup=False, highlight=False)
+    if plan.dropped:
+        out.print("\nDropped (`digest drop --undo` brings one back):", style="bold")
+        for story in plan.dropped:
+            plain(f"  {story.short_id:>6}  {story.title}")
+
+
+def plain(line: str) -> None:
+    """A line of the editor's data as it is: titles may hold [brackets] rich would eat."""
+    out.print(line, markup=False, highlight=False)
+
+
+@digest_app.command("drop")
+def digest_drop(
     ctx: typer.Context,
-    guid: Annotated[
-        str,
-        typer.Argument(metavar="GUID", help="The briefing's guid (its feed item's guid or id)."),
-    ],
+    briefing: BriefingArgument,
     list_slug: ListOption,
+    undo: Annotated[bool, typer.Option("--undo", help="Let it back into the digest.")] = False,
 ) -> None:
+    """Leave a briefing out of the list's digests (`--undo` lets it back in)."""
+    newsletter = app_of(ctx)
+    dropped = run(lambda: newsletter.desk.drop(list_slug, briefing, undo=undo))
+    verb = "is back in" if undo else "is left out of"
+    out.print(f"“{dropped.title}” {verb} {list_slug}'s digests.", markup=False)
+
+
+@digest_app.command("note")
+def digest_note(
+    ctx: typer.Context,
+    list_slug: ListOption,
+    text: Annotated[
+        str | None, typer.Argument(metavar="TEXT", help="The note, in Markdown.")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Read the note (Markdown) from a file.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the note.")] = False,
+) -> None:
+    """Set the editor's note atop the list's next digest (Markdown: paragraphs, links,
+    emphasis, lists), shown in both parts; used once, like a pin."""
+    newsletter = app_of(ctx)
+    if not clear and text is None and file is None:
+        err.print("error: give the note as TEXT or --file PATH, or --clear to remove it")
+        raise typer.Exit(2)
+    note = run(lambda: newsletter.desk.note(list_slug, "" if clear else text, path=file))
+    if note:
+        paragraphs = len([part for part in note.split("\n\n") if part.strip()])
+        out.print(f"The next {list_slug} digest opens with your note ({paragraphs} paragraph(s)).")
+    else:
+        out.print(f"The next {list_slug} digest has no note.")
+
+
+@digest_app.command("approve")
+def digest_approve(ctx: typer.Context, list_slug: ListOption) -> None:
+    """Approve the list's next digest as `digest show` shows it now (for a list with
+    `require_approval = true`); a change after this asks for approval again."""
+    newsletter = app_of(ctx)
+    plan = run(lambda: newsletter.desk.approve(list_slug, by=operator()))
+    out.print(
+        f"Approved the next {list_slug} digest: “{plan.subject}” ({plan.in_email} stories).",
+        markup=False,
+    )
+
+
+@digest_app.command("pin")
+def digest_pin(ctx: typer.Context, briefing: BriefingArgument, list_slug: ListOption) -> None:
     """Make a briefing the top story of the list's next digest."""
     newsletter = app_of(ctx)
-    title = run(lambda: newsletter.digests.pin(list_slug, guid))
-    out.print(f"The next {list_slug} digest leads with “{title}”.")
+    title = run(lambda: newsletter.digests.pin(list_slug, briefing))
+    out.print(f"The next {list_slug} digest leads with “{title}”.", markup=False)
 
 
 @app.command()

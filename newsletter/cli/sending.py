@@ -122,8 +122,6 @@ def send(
     if summary.stopped_early:
         out.print("Stopped early; run the same command again to go on where it stopped.")
         raise typer.Exit(1)
-    if report.no_audience:
-        raise typer.Exit(1)
 
 
 def _nothing_to_send(report: SendReport) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +10,7 @@ from typing import Annotated
 import typer
 
 from newsletter.audience.lifecycle import RemoveOutcome, SubscribeOutcome
-from newsletter.cli.common import ListOption, app_of, err, out, run
+from newsletter.cli.common import ListOption, app_of, err, operator, out, run
 from newsletter.cli.main import app, subscribers_app
 
 
@@ -60,7 +58,7 @@ def subscribers_add(
     """Add one subscriber (on a double opt-in list they get a confirmation mail first)."""
     newsletter = app_of(ctx)
     # The consent record of a hand-added reader: who added them, on which machine.
-    consent = f"cli ({getpass.getuser()}@{socket.gethostname()})"
+    consent = f"cli ({operator()})"
     report = run(
         lambda: newsletter.subscribers.add(email, list_slug, name, origin="cli", consent=consent)
     )

@@ -84,20 +84,15 @@ class DigestService:
     def __init__(self, app: Newsletter) -> None:
         self.app = app
 
-    def pin(self, slug: str, guid: str) -> str:
-        """Make a briefing the lead of the list's next digest; returns its title."""
+    def pin(self, slug: str, reference: str) -> str:
+        """Make a briefing (a short id like b123, or its guid) the lead of the list's next
+        digest; returns its title."""
         settings = self.app.settings
         with self.app.session() as session:
             mailing_list = list_row(session, settings, slug)
-            briefing = session.exec(
-                select(Briefing).where(Briefing.guid == guid).order_by(col(Briefing.id).desc())
-            ).first()
-            if briefing is None or briefing.id is None:
-                raise NewsletterError(
-                    f"no briefing with guid {guid!r}",
-                    hint="run `newsletter fetch` first; the guid is the feed item's <guid> or <id>",
-                )
+            briefing = self.app.desk.briefing(session, reference)
             assert mailing_list.id is not None
+            assert briefing.id is not None
             start, candidates = candidate_briefings(session, settings, mailing_list, self.app.now())
             if briefing.id not in {candidate.id for candidate in candidates}:
                 raise NewsletterError(_not_pinnable(session, briefing, mailing_list, start))

@@ -129,6 +129,12 @@ class SendingService:
                         f"another `newsletter send` is building a digest of {slug} right now",
                         hint="wait for it to finish; nobody is mailed twice",
                     ) from None
+                if digest is not None and not dry_run:
+                    try:
+                        app.desk.check_approved(session, mailing_list, digest)
+                    except NewsletterError:
+                        session.rollback()  # nothing built, the pin and the note kept
+                        raise
             if digest is not None:
                 assert digest.id is not None
                 report.digest_id, report.subject = digest.id, digest.subject
