@@ -178,3 +178,21 @@ def test_send_with_yes_and_nobody_subscribed_says_so_and_exits_zero(project: Pro
     with_yes = project.cli("send", "--list", "weekly", "--yes").output
     assert without == with_yes
     assert "No active subscribers on weekly, so no digest was built" in with_yes
+
+
+def test_a_feed_of_old_items_says_why_nothing_is_new_and_which_setting_decides(
+    project: Project,
+) -> None:
+    feed = project.folder / "samples" / "briefings.xml"
+    text = feed.read_text()
+    old = "<pubDate>Mon, 06 Mar 2017 09:00:00 GMT</pubDate>"
+    feed.write_text(re.sub(r"<item>", "<item>" + old, text))
+    project.cli("fetch")
+    for command in (
+        ("preview", "--list", "weekly", "--out", "p"),
+        ("digest", "show", "--list", "weekly"),
+    ):
+        output = project.cli(*command).output
+        assert "no new briefings in the window" in output
+        assert "15 briefing(s) are older than 7 days" in output
+        assert "[digest] window_days = 7 in config.toml decides" in output

@@ -41,6 +41,7 @@ def digest_show(ctx: typer.Context, list_slug: ListOption) -> None:
     plan = run(lambda: newsletter.desk.show(list_slug))
     if plan is None:
         out.print(f"Nothing new for {list_slug}: no new briefings in the window.")
+        explain_too_old(ctx, list_slug)
         return
     out.print(f"Next digest of {list_slug}: “{plan.subject}”", markup=False, highlight=False)
     out.print(
@@ -73,6 +74,18 @@ def digest_show(ctx: typer.Context, list_slug: ListOption) -> None:
         out.print("\nDropped (`digest drop --undo` brings one back):", style="bold")
         for story in plan.dropped:
             plain(f"  {story.short_id:>6}  {story.title}")
+
+
+def explain_too_old(ctx: typer.Context, list_slug: str) -> None:
+    newsletter = app_of(ctx)
+    old = run(lambda: newsletter.desk.too_old(list_slug))
+    if old:
+        days = newsletter.settings.digest.window_days
+        out.print(
+            f"{old} briefing(s) are older than {days} days, so no digest carries them: "
+            f"[digest] window_days = {days} in {newsletter.settings.path.name} decides.",
+            markup=False,
+        )
 
 
 def plain(line: str) -> None:
@@ -165,6 +178,7 @@ def preview(
     report = run(lambda: newsletter.digests.preview(list_slug, out_dir, chosen))
     if report is None:
         out.print(f"Nothing new to preview for {list_slug}: no new briefings in the window.")
+        explain_too_old(ctx, list_slug)
         return
     if report.sent_at:
         print_last_digest_note(list_slug, report.sent_at, "this is that digest")

@@ -14,10 +14,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.db import list_row
@@ -28,6 +29,7 @@ from newsletter.models import (
     Digest,
     DigestApproval,
     DigestDrop,
+    DigestItem,
     DigestNote,
     DigestPin,
     MailingList,
@@ -136,6 +138,25 @@ class DeskService:
         return DeskPlan(
             slug, subject, preheader, note, stories, dropped, approval, approved_at, fingerprint
         )
+
+    def too_old(self, slug: str) -> int:
+        """Briefings no digest of the list carried that are older than `window_days`: the
+        reason an editor who just fetched an old feed sees nothing new."""
+        settings = self.app.settings
+        earliest = self.app.now() - timedelta(days=settings.digest.window_days)
+        with self.app.session() as session:
+            mailing_list = list_row(session, settings, slug)
+            carried = select(DigestItem.briefing_id).where(DigestItem.list_id == mailing_list.id)
+            return int(
+                session.exec(
+                    select(func.count())
+                    .select_from(Briefing)
+                    .where(
+                        col(Briefing.published_at) <= earliest,
+                        col(Briefing.id).not_in(carried),
+                    )
+                ).one()
+            )
 
     def _dropped(self, session: Session, mailing_list: MailingList) -> list[PlannedStory]:
         """The dropped briefings the next digest would otherwise have had."""
