@@ -207,7 +207,7 @@ def test_pinning_and_caps_through_the_cli(project: Project) -> None:
     assert text.index("== TOP STORY · MORE BRIEFINGS ==") < text.index("Westbrook")
     assert "2 more on the web:" in text
     unknown = project.cli("digest", "pin", "nope", "--list", "weekly", expect=1)
-    assert "no briefing with guid 'nope'" in unknown.output
+    assert "no briefing 'nope'" in unknown.output
 
     project.cli("subscribers", "import", "subscribers/weekly.csv", "--list", "weekly")
     project.cli("send", "--list", "weekly", "--yes")

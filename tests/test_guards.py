@@ -491,10 +491,11 @@ def test_the_mail_shows_every_briefing_as_stored_and_links_the_themes_over_the_c
         assert f"{base}/archive/1#theme-security" in part  # a theme with nothing in the mail
         assert "You receive The Weekly Briefing because" in " ".join(part.split())
     assert "Nordvale Bank will block third-party AI coding assistants" in " ".join(text.split())
-    assert "2 more on the web" in text
+    assert "== MORE ON THE WEB ==" in text
+    assert "Security: 2 stories" in text  # a theme with nothing in the mail: one line
     assert f'href="{base}/archive/1"' in html  # view in your browser
-    assert 'href="#theme-logistics"' in html
-    assert 'id="theme-logistics"' in html
+    assert 'href="#theme-logistics"' not in html  # no heading in the mail with nothing under it
+    assert f'href="{base}/archive/1#theme-logistics"' in html  # its line under More on the web
     assert message["Subject"] in " ".join(html.split())
     assert ">This week: AI &amp; Software</div>" in html  # the preheader: themes in the mail
 
