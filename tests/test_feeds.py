@@ -251,7 +251,8 @@ def test_only_absolute_web_links_from_a_feed_reach_the_email() -> None:
         clean_entry(e, parsed, "https://hostile.example/feed.xml") for e in parsed.entries
     )
     assert script.url == "https://hostile.example/"  # the feed's own link instead
-    assert script.source_url == "https://hostile.example/"
+    # "Open the original source" never opens the feed's home page: no usable link, no link.
+    assert script.source_url == ""
     assert relative.url == "https://hostile.example/posts/2"
     assert relative.source_url == "https://outlet.example/feed"
     assert forged.url.startswith("https://hostile.example/c?who=")

@@ -32,14 +32,32 @@ def fetch(
         if report.error:  # feed errors name their feed; a gone feed's notice does not
             named = report.error.startswith(f"feed {report.name!r}")
             err.print(report.error if named else f"feed {report.name!r}: {report.error}")
+    window_days = newsletter.settings.digest.window_days
+    for report in reports:
+        if report.counts.too_old:  # stored, yet no digest will show them: say why
+            counted = _new(report.counts.new, report.counts.too_old, window_days)
+            out.print(f"feed {report.name!r}: {counted}")
     failed = [r for r in reports if r.status == "error"]
-    new = sum(r.counts.new for r in reports)
+    new = _new(
+        sum(r.counts.new for r in reports), sum(r.counts.too_old for r in reports), window_days
+    )
     updated = sum(r.counts.updated for r in reports)
-    out.print(f"{len(reports)} feed(s): {new} new, {updated} updated, {len(failed)} failed.")
+    out.print(f"{len(reports)} feed(s): {new}, {updated} updated, {len(failed)} failed.")
     if reports and (len(failed) == len(reports) or (strict and failed)):
         raise typer.Exit(1)
     if failed:
         out.print("The other feeds were stored; with --strict a failed feed makes the exit 1.")
+
+
+def _new(new: int, too_old: int, window_days: int) -> str:
+    """ "48 new", and how many of them are older than the digest window, naming the setting."""
+    if not too_old:
+        return f"{new} new"
+    days = "day" if window_days == 1 else "days"
+    return (
+        f"{new} new ({too_old} older than {window_days} {days}: "
+        "[digest] window_days keeps them out of digests)"
+    )
 
 
 @app.command()

@@ -7,13 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from newsletter.feeds.parse import ParsedEntry, ParsedFeed, parse_feed
-from newsletter.feeds.sanitize import (
-    clean_html,
-    first_paragraph,
-    key_points,
-    plain_text,
-    web_url,
-)
+from newsletter.feeds.sanitize import clean_html, plain_text, single_line, web_url
+from newsletter.feeds.shape import first_paragraph, is_bare_time, key_points
 
 MAX_DEK_CHARS = 400
 
@@ -42,23 +37,34 @@ class CleanEntry:
             self.source_url,
             self.url,
             *self.tags,
+            # Key points too: they are stored, and a change in how they are found must reach
+            # the briefings already stored at the next fetch even when the body is the same.
+            "\x1f".join(self.key_points),
         ):
             digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
         return digest.hexdigest()
 
 
-def clean_entry(entry: ParsedEntry, feed: ParsedFeed, feed_url: str) -> CleanEntry:
+def clean_entry(
+    entry: ParsedEntry, feed: ParsedFeed, feed_url: str, feed_name: str = ""
+) -> CleanEntry:
+    """One entry's briefing. feed_name is the feed's name in config.toml: the outlet when the
+    item names no <source> (a feed's own title is often a code, "Science twis")."""
     # Links go into every reader's e-mail: only absolute http(s) URLs survive.
     feed_link = web_url(feed.link, feed_url)
-    url = web_url(entry.link, feed_link or feed_url) or feed_link
+    link = web_url(entry.link, feed_link or feed_url)
+    url = link or feed_link
     body = clean_html(entry.content_html or entry.summary_html, base_url=url)
     dek = _summary_text(entry.summary_html) if entry.content_html else first_paragraph(body)
+    if entry.content_html and is_bare_time(dek):  # a live blog's "8.13pm GMT"
+        dek = first_paragraph(body)
     if len(dek) > MAX_DEK_CHARS:
         dek = dek[: MAX_DEK_CHARS - 1].rsplit(" ", 1)[0] + "…"
     title = plain_text(entry.title) or dek[:80] or "(untitled)"
     identity = entry.guid.strip() or entry.link.strip()
     if not identity:
         identity = "sha256:" + hashlib.sha256(f"{title}\0{body}".encode()).hexdigest()
+    outlet = plain_text(entry.source_name) or single_line(feed_name) or plain_text(feed.title)
     return CleanEntry(
         guid=identity,
         url=url,
@@ -66,8 +72,10 @@ def clean_entry(entry: ParsedEntry, feed: ParsedFeed, feed_url: str) -> CleanEnt
         dek=dek,
         body_html=body,
         key_points=key_points(body),
-        source_name=plain_text(entry.source_name) or plain_text(feed.title) or url or "the feed",
-        source_url=web_url(entry.source_url, url or feed_link) or feed_link or url,
+        source_name=outlet or url or "the feed",
+        # "Open the original source" opens the article: the item's <source url>, else its own
+        # link; never the feed's home page, so an item without a usable link gets none.
+        source_url=web_url(entry.source_url, link or feed_link or feed_url) or link,
         published=entry.published,
         tags=entry.tags,
     )
@@ -92,4 +100,4 @@ def prepare_entries(
 ) -> list[CleanEntry]:
     """Parse and clean a feed's bytes: pure CPU work, run in worker processes."""
     parsed = parse_feed(content, name=name, headers=headers)
-    return [clean_entry(entry, parsed, url) for entry in parsed.entries]
+    return [clean_entry(entry, parsed, url, name) for entry in parsed.entries]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from newsletter.db import DriverConnection
 from newsletter.feeds.clean import CleanEntry
@@ -16,6 +17,8 @@ class IngestCounts:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    # New briefings dated before the digest window: stored, but no digest will carry them.
+    too_old: int = 0
 
 
 # What an edit of an entry rewrites; the date too when the edit has one.
@@ -42,9 +45,17 @@ _UPDATE = f"{_SET_EDITABLE}, published_at = ? WHERE feed_id = ? AND guid = ?"
 
 
 def store_entries(
-    connection: DriverConnection, feed_id: int, entries: Iterable[CleanEntry]
+    connection: DriverConnection,
+    feed_id: int,
+    entries: Iterable[CleanEntry],
+    *,
+    window_start: datetime | None = None,
 ) -> IngestCounts:
     """Insert new briefings and update edited ones, committing each so a crash keeps the rest.
+
+    New briefings published at or before window_start (where a digest's window can begin at
+    the earliest) are counted as too old: a fetch that stores only those says why no digest
+    shows them.
 
     Plain SQL through the driver: this runs once per entry of every feed, and SQLAlchemy's
     handling of each statement cost more than the database's writing.
@@ -76,6 +87,8 @@ def store_entries(
         if known is None:
             connection.execute(_INSERT, (now, clean.published or now, *edited, *key))
             counts.new += 1
+            if window_start and clean.published and clean.published <= window_start:
+                counts.too_old += 1
         elif clean.published:
             connection.execute(_UPDATE, (*edited, clean.published, *key))
             counts.updated += 1

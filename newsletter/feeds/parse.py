@@ -114,7 +114,9 @@ def _entry(raw: Any) -> ParsedEntry:
         # dict.get: feedparser's own .get maps a missing key to the other one, with a warning.
         published=_when(dict.get(raw, "published_parsed") or dict.get(raw, "updated_parsed")),
         source_name=str(source.get("title", "") or ""),
-        source_url=str(source.get("href") or source.get("link") or ""),
+        # RSS's <source url="..."> (feedparser's href). An Atom <source>'s link is the home
+        # page of the feed the entry came from, never the article: the entry's own link is.
+        source_url=str(source.get("href") or ""),
     )
 
 

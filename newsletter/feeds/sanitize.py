@@ -70,9 +70,6 @@ _EMAIL_SAFE = nh3.Cleaner(
 _TEXT_ONLY = nh3.Cleaner(tags=set(), attributes={}, strip_comments=True)
 
 _BLOCK_BOUNDARY = re.compile(r"<(?=/?(?:p|br|li|div|h[1-6]|tr|td|blockquote)\b)", re.IGNORECASE)
-_FIRST_LIST = re.compile(r"<(ul|ol)\b[^>]*>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]*>")
-_LIST_ITEM = re.compile(r"<li\b[^>]*>(.*?)(?=<li\b|$)", re.IGNORECASE | re.DOTALL)
 
 
 def plain_text(fragment: str) -> str:
@@ -223,26 +220,3 @@ def visible_line(text: str) -> str:
 def single_line(text: str) -> str:
     """Collapse white space and drop control characters (no CR/LF can reach a header)."""
     return " ".join(_CONTROL.sub(" ", text).split())
-
-
-def key_points(clean_fragment: str, *, limit: int = 5) -> list[str]:
-    """The items of the first bulleted list, which briefings use for their key points.
-
-    Takes HTML already cleaned by clean_html, whose markup is regular enough for a pattern;
-    the first closing list tag ends the key points, so a nested list cuts them short.
-    """
-    found = _FIRST_LIST.search(clean_fragment)
-    if not found:
-        return []
-    # Clean HTML has no comments, scripts or stray "<", so dropping tags leaves the text.
-    items = (
-        single_line(html.unescape(_TAG.sub("", item)))
-        for item in _LIST_ITEM.findall(found.group(2))
-    )
-    return [item for item in items if item][:limit]
-
-
-def first_paragraph(fragment: str) -> str:
-    """Text of the first <p>, or of the whole fragment when it has none."""
-    match = re.search(r"<p\b[^>]*>(.*?)</p>", fragment, flags=re.IGNORECASE | re.DOTALL)
-    return plain_text(match.group(1) if match else fragment)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlmodel import col, func, select
@@ -57,6 +57,9 @@ class FeedService:
         order = {source.name: index for index, source in enumerate(settings.feeds)}
         reports: dict[str, FeedReport] = {}
         rules = FetchRules.of(settings.fetch.total_deadline, settings.fetch.allow_private_hosts)
+        # As far back as a digest's window reaches (digest/builder.py): a new briefing dated
+        # earlier is counted apart, since no digest will carry it.
+        window_start = self.app.now() - timedelta(days=settings.digest.window_days)
 
         def report(feed: Feed, outcome: FeedReport) -> None:
             feed.last_fetched_at = self.app.now()
@@ -119,7 +122,7 @@ class FeedService:
                             pending.add(job)
                     else:
                         feed, result = parsing[future]
-                        self._parsed(feed, result, future, store, report)
+                        self._parsed(feed, result, future, store, report, window_start)
         return [reports[name] for name in names if name in reports]
 
     @staticmethod
@@ -159,10 +162,11 @@ class FeedService:
         job: Future[list[CleanEntry]],
         store: DriverConnection,
         report: Callable[[Feed, FeedReport], None],
+        window_start: datetime,
     ) -> None:
         assert feed.id is not None
         try:
-            counts = store_entries(store, feed.id, job.result())
+            counts = store_entries(store, feed.id, job.result(), window_start=window_start)
         except FeedError as exc:
             store.rollback()
             report(feed, FeedReport(feed.name, "error", error=str(exc)))
