@@ -24,18 +24,18 @@ from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Literal, TextIO
+from typing import BinaryIO, TextIO
 
 from sqlmodel import Session
 
 from newsletter.audience.addresses import AddressCheck, check_address, email_key
-from newsletter.audience.store import STATUSES, MemberStatus, list_subscribers
+from newsletter.audience.formats import MAX_ATTRIBUTE as MAX_ATTRIBUTE
+from newsletter.audience.formats import MAX_NAME as MAX_NAME
+from newsletter.audience.formats import Layout, Status, layout_for
+from newsletter.audience.store import list_subscribers
 from newsletter.errors import ImportFileError
-from newsletter.feeds.sanitize import single_line
 from newsletter.models import MailingList
 
-MAX_NAME = 200  # characters: a name goes into the To: header of every message
-MAX_ATTRIBUTE = 1000
 CHUNK = 5_000  # rows read, checked and handed on at a time: what a file costs in memory
 # Characters in one line of the file: far over any real row (csv allows 128 KiB a field), and a
 # file without line breaks is not held whole.
@@ -49,12 +49,9 @@ class Row:
     email: str
     name: str
     attributes: dict[str, str]
-    status: MemberStatus | Literal[""] = ""  # an export's `status` column: who left stays out
+    status: Status = ""  # an export's own status (`formats`): who left stays out
     consent: str = ""  # from a `consent` column: where the consent was first given
     themes: list[str] | None = None  # from a `themes` column; None: no such cell, keep theirs
-
-
-_THEME_SEPARATORS = re.compile(r"[;|]")
 
 
 _ESCAPED = re.compile(r"'+[=+\-@]")
@@ -77,7 +74,8 @@ def _check_chunk(raws: Sequence[str]) -> list[AddressCheck]:
 class SubscriberCsv:
     """An import's CSV, read once from start to end in chunks of rows, never whole.
 
-    The header is read (and refused, with `FILE:1: reason`) on opening. `chunks()` yields the
+    The header is read (and refused, with `FILE:1: reason`) on opening, and tells the layout:
+    ours, or another tool's export (`layout.format`, see `formats`). `chunks()` yields the
     good rows, checked, a chunk at a time; `problems` (`FILE:LINE: reason`, the first
     `keep_problems` of them when that is set; `bad_rows` counts them all) and `repeated` (a
     row whose address an earlier row had: the first counts) fill as they go. What is kept for
@@ -91,8 +89,7 @@ class SubscriberCsv:
         theme_names: Sequence[str] = (),
     ) -> None:
         self.path = path
-        # A `themes` cell names config themes, matched whatever their case.
-        self._themes = {name.casefold(): name for name in theme_names}
+        self._theme_names = theme_names
         self.problems: list[str] = []
         self.repeated: list[str] = []
         self.bad_rows = 0
@@ -138,34 +135,7 @@ class SubscriberCsv:
             delimiter = max(",;\t", key=first_line.count)
             self._reader = csv.reader(chain([first_line], lines), delimiter=delimiter)
             header = [_unescaped_name(column.strip()).lower() for column in next(self._reader, [])]
-        path = self.path
-        if "email" not in header:
-            raise ImportFileError(
-                f"{path}:1: the header row has no 'email' column",
-                hint="the first row must name the columns, e.g. email,name",
-            )
-        named: set[str] = set()
-        for column in header:
-            if column and column.casefold() in named:
-                # Two of one column: which one holds the address, or the name? Guessing
-                # would import the other as an attribute (or lose it).
-                raise ImportFileError(
-                    f"{path}:1: the header row names the column {column!r} twice",
-                    hint="rename or remove one of them; nothing was imported",
-                )
-            named.add(column.casefold())
-        self._email_at = header.index("email")
-        self._name_at = header.index("name") if "name" in header else None
-        self._status_at = header.index("status") if "status" in header else None
-        self._consent_at = header.index("consent") if "consent" in header else None
-        self._themes_at = header.index("themes") if "themes" in header else None
-        known = (self._email_at, self._name_at, self._status_at, self._consent_at, self._themes_at)
-        # An export's own columns: `since` is the date of that consent, not an attribute.
-        self._extra = [
-            (index, name)
-            for index, name in enumerate(header)
-            if index not in known and name and name != "since"
-        ]
+        self.layout: Layout = layout_for(header, self.path, self._theme_names)
 
     def _lines(self) -> Iterator[str]:
         readline = self._text.readline
@@ -250,18 +220,13 @@ class SubscriberCsv:
         return rows_read * os.fstat(self._binary.fileno()).st_size / read
 
     def _raws(self, batch: list[tuple[int, list[str]]]) -> list[str]:
-        email_at = self._email_at
+        email_at = self.layout.email_at
         return [values[email_at] if email_at < len(values) else "" for _, values in batch]
 
     def _rows(self, batch: list[tuple[int, list[str]]], checks: list[AddressCheck]) -> list[Row]:
         rows: list[Row] = []
-        path, email_at, first_line = self.path, self._email_at, self._first_line
-        status_at, name_at, consent_at, extra = (
-            self._status_at,
-            self._name_at,
-            self._consent_at,
-            self._extra,
-        )
+        path, first_line, read = self.path, self._first_line, self.layout.read
+        email_at = self.layout.email_at
         for (line, values), check in zip(batch, checks, strict=True):
             if check.verdict != "valid":
                 raw = values[email_at].strip() if email_at < len(values) else ""
@@ -272,9 +237,9 @@ class SubscriberCsv:
                     else "the email column is empty",
                 )
                 continue
-            status = _cell_at(values, status_at).lower()
-            if status and status not in STATUSES:
-                self._problem(line, f"status {status!r} is not one of {', '.join(STATUSES)}")
+            fields = read(values)
+            if isinstance(fields, str):
+                self._problem(line, fields)
                 continue
             key = email_key(check.normalized)
             if key in first_line:
@@ -282,40 +247,9 @@ class SubscriberCsv:
                     f"{path}:{line}: the address of line {first_line[key]} again; not used"
                 )
                 continue
-            themes, unknown = self._themes_of(_cell_at(values, self._themes_at))
-            if unknown:
-                known = ", ".join(self._themes.values()) or "none are configured"
-                self._problem(line, f"no theme {unknown!r} in config.toml ({known})")
-                continue
             first_line[key] = line
-            rows.append(
-                Row(
-                    line,
-                    check.normalized,
-                    _cell_at(values, name_at)[:MAX_NAME],
-                    {
-                        name: single_line(values[index])[:MAX_ATTRIBUTE]
-                        for index, name in extra
-                        if index < len(values) and values[index].strip()
-                    },
-                    status,
-                    _cell_at(values, consent_at),
-                    themes,
-                )
-            )
+            rows.append(Row(line, check.normalized, *fields))
         return rows
-
-    def _themes_of(self, cell: str) -> tuple[list[str] | None, str]:
-        """The themes a cell names, in config order (None for an empty cell), and the first
-        name that is not a theme."""
-        names = [part.strip() for part in _THEME_SEPARATORS.split(cell) if part.strip()]
-        if not names:
-            return None, ""
-        for name in names:
-            if name.casefold() not in self._themes:
-                return None, name
-        chosen = {self._themes[name.casefold()] for name in names}
-        return [name for name in self._themes.values() if name in chosen], ""
 
     def _problem(self, line: int, reason: str) -> None:
         self.bad_rows += 1
@@ -331,10 +265,6 @@ def _line_at(path: Path, offset: int) -> int:
             lines += block.count(b"\n")
             offset -= len(block)
     return lines
-
-
-def _cell_at(values: Sequence[str], index: int | None) -> str:
-    return single_line(values[index]) if index is not None and index < len(values) else ""
 
 
 def _unescaped_name(column: str) -> str:

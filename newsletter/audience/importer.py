@@ -1,5 +1,6 @@
 """Importing a subscriber CSV into a list: set-based, in one transaction, honouring a `status`
-column so a list moved between tools keeps out everyone who left."""
+column (or another tool's way of saying it, see `formats`) so a list moved between tools keeps
+out everyone who left."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class ImportReport:
     suppressed: int = 0
     skipped: list[str] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)  # subscriber ids awaiting confirmation
+    format_name: str = "plain"  # the layout the header was read as: ours, or "Mailchimp", ...
+    format_detail: str = ""  # which of the tool's files, when it writes several
 
 
 def _consent(path: Path, row: Row) -> str:
@@ -71,7 +74,12 @@ def import_subscribers(
     try:
         keep = None if skip_invalid else SHOWN_PROBLEMS
         with SubscriberCsv(path, keep_problems=keep, theme_names=theme_names) as file:
-            report = ImportReport(skipped=file.problems, repeated=file.repeated)
+            report = ImportReport(
+                skipped=file.problems,
+                repeated=file.repeated,
+                format_name=file.layout.format.name,
+                format_detail=file.layout.detail,
+            )
             chunk = _Chunk(session, list_id, path, report, double_opt_in)
             for rows in file.chunks():
                 if file.bad_rows and not skip_invalid:
@@ -80,9 +88,12 @@ def import_subscribers(
             if file.bad_rows and not skip_invalid:
                 unnamed = file.bad_rows - len(file.problems)
                 more = [f"{path}: and {unnamed:,} more bad rows"] if unnamed else []
+                # A refusal names a tool's layout too: a misread file shows here first.
+                name = report.format_name
+                read_as = f" (read as a {name} export)" if name != "plain" else ""
                 raise ImportFileError(
                     "\n".join([*file.problems, *more]),
-                    hint=f"{file.bad_rows} bad row(s), nothing imported; "
+                    hint=f"{file.bad_rows} bad row(s), nothing imported{read_as}; "
                     "fix them or use --skip-invalid",
                 )
     except BaseException:

@@ -22,7 +22,9 @@ def subscribers_import(
         typer.Argument(
             metavar="FILE",
             help="CSV file with a header row: email, and optionally name, themes (names "
-            "separated by ; or |), status, consent; other columns become attributes.",
+            "separated by ; or |), status, consent; other columns become attributes. "
+            "Exports of Mailchimp, listmonk, Substack and Buttondown are recognised by their "
+            "header and read as they come.",
         ),
     ],
     list_slug: ListOption,
@@ -40,8 +42,14 @@ def subscribers_import(
     for note in report.repeated:
         err.print(note)
     updated = f" ({report.updated} with a new name or attributes)" if report.updated else ""
+    # Our own layout goes unsaid; another tool's is named, so a misread file is noticed.
+    detail = f" ({report.format_detail})" if report.format_detail else ""
+    read_as = (
+        f"Read as a {report.format_name} export{detail}: " if report.format_name != "plain" else ""
+    )
     out.print(
-        f"{file}: {report.added} added, {report.unchanged + report.updated} already subscribed"
+        f"{read_as}{file}: {report.added} added, "
+        f"{report.unchanged + report.updated} already subscribed"
         f"{updated}, {report.suppressed} suppressed (left earlier; not re-added), "
         f"{len(report.skipped)} skipped"
         + (f", {len(report.repeated)} repeated an address." if report.repeated else ".")

@@ -94,7 +94,8 @@ class SubscriberService:
         return SubscribeReport(outcome, stored, sent)
 
     def import_csv(self, path: Path, slug: str, *, skip_invalid: bool = False) -> ImportReport:
-        """Import a CSV (all rows or none); on a double opt-in list the new subscribers are
+        """Import a CSV (all rows or none): our layout, or another tool's export recognised by
+        its header (`report.format_name`); on a double opt-in list the new subscribers are
         mailed a confirmation."""
         settings = self.app.settings
         double_opt_in = settings.mailing_list(slug).double_opt_in
