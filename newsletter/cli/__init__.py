@@ -11,13 +11,27 @@ from newsletter.cli import setup  # isort: skip
 from newsletter.cli import feeds  # isort: skip
 from newsletter.cli import subscribers  # isort: skip
 from newsletter.cli import digests  # isort: skip
+from newsletter.cli import check  # isort: skip
 from newsletter.cli import sending  # isort: skip
+from newsletter.cli import schedule  # isort: skip
 from newsletter.cli import web  # isort: skip
 from newsletter.cli import bounces  # isort: skip
 from newsletter.cli.common import err
 from newsletter.cli.main import app
 
-__all__ = ["app", "bounces", "digests", "feeds", "main", "sending", "setup", "subscribers", "web"]
+__all__ = [
+    "app",
+    "bounces",
+    "check",
+    "digests",
+    "feeds",
+    "main",
+    "schedule",
+    "sending",
+    "setup",
+    "subscribers",
+    "web",
+]
 
 
 def main() -> None:

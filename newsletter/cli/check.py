@@ -1,0 +1,3 @@
+"""`newsletter check`: the preflight of the next digest."""
+
+from __future__ import annotations
