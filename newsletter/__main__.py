@@ -2,8 +2,8 @@
 
 It imports the CLI only when called: the fork server that starts the feed parser processes
 re-imports the script that started the program, and the whole CLI would cost it two seconds.
-For `newsletter fetch` it starts that server first, so that the parsers' imports run beside
-the CLI's own.
+For `newsletter fetch` and `newsletter run` (which fetches) it starts that server first, so
+that the parsers' imports run beside the CLI's own.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ def main() -> None:
 
 
 def _fetching(arguments: list[str]) -> bool:
-    """Whether the command is `fetch` (after the global options), and not asking for help."""
+    """Whether the command fetches (`fetch`, `run`; after the global options), and is not
+    asking for help."""
     words = iter(arguments)
     for word in words:
         if word in ("--config", "-c"):
             next(words, None)
         elif not word.startswith("-"):
-            return word == "fetch" and "--help" not in arguments
+            return word in ("fetch", "run") and "--help" not in arguments
     return False
 
 

@@ -28,12 +28,14 @@ from newsletter.send.transport import Transport
 if TYPE_CHECKING:
     from newsletter.db import Database
     from newsletter.services.bounces import BounceService
+    from newsletter.services.check import CheckService
     from newsletter.services.desk import DeskService
     from newsletter.services.digests import DigestService
     from newsletter.services.feeds import FeedService
     from newsletter.services.preferences import PreferenceService
     from newsletter.services.readers import ReaderService
     from newsletter.services.reports import ReportService
+    from newsletter.services.schedule import ScheduleService
     from newsletter.services.sending import SendingService
     from newsletter.services.subscribers import PendingConfirmation, SubscriberService
 
@@ -154,10 +156,24 @@ class Newsletter:
         return DeskService(self)
 
     @cached_property
+    def check(self) -> CheckService:
+        """The preflight of the next digest: offline checks, and its links fetched."""
+        from newsletter.services.check import CheckService
+
+        return CheckService(self)
+
+    @cached_property
     def sending(self) -> SendingService:
         from newsletter.services.sending import SendingService
 
         return SendingService(self)
+
+    @cached_property
+    def schedule(self) -> ScheduleService:
+        """Scheduled sending: `run` (fetch, then each list whose slot is due), `loop`, `slots`."""
+        from newsletter.services.schedule import ScheduleService
+
+        return ScheduleService(self)
 
     @cached_property
     def bounces(self) -> BounceService:

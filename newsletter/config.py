@@ -10,6 +10,7 @@ from pathlib import Path
 from string import Formatter
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +25,7 @@ from pydantic import (
 from newsletter.config_problems import describe_problems
 from newsletter.errors import ConfigError
 from newsletter.resources import bundled
+from newsletter.schedule import Schedule, parse_schedule, time_zone
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 SMTP_PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
@@ -50,6 +52,16 @@ def _mailbox(value: str) -> str:
     _, address = parseaddr(value)
     if "@" not in address:
         raise ValueError(f"must be an address like 'Name <user@example.com>', got {value!r}")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    time_zone(value)
+    return value
+
+
+def _schedule(value: str) -> str:
+    parse_schedule(value)
     return value
 
 
@@ -84,6 +96,12 @@ class Publication(_Section):
     # With it, each message's envelope sender is bounces+<signed id>@bounce_domain (VERP), so a
     # bounce names its reader whatever the remote server writes in it.
     bounce_domain: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")] | None = None
+    # The IANA zone the lists' schedules are read in (daylight saving included).
+    timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return time_zone(self.timezone)
 
     @property
     def domain(self) -> str:
@@ -170,6 +188,14 @@ class MailingList(_Section):
     # `send` (and a scheduled run) waits for `newsletter digest approve`; any change to the
     # plan after that asks for approval again.
     require_approval: bool = False
+    # When `newsletter run` sends it: "mon 08:00", "daily 07:30" (in [publication] timezone);
+    # none: only `newsletter send` does. A slot missed by more than the grace is not sent.
+    schedule: Annotated[str, AfterValidator(_schedule)] | None = None
+    schedule_grace_hours: float = Field(default=6, gt=0, le=24 * 7)
+
+    @property
+    def parsed_schedule(self) -> Schedule | None:
+        return None if self.schedule is None else parse_schedule(self.schedule)
 
 
 SUBJECT_FIELDS = frozenset({"publication", "lead", "count", "more", "and_more", "themes", "date"})

@@ -350,3 +350,31 @@ class Delivery(SQLModel, table=True):
     # The edition this reader gets (None: the full digest); chosen when the audience is
     # snapshotted, so a resumed send mails each reader what it would have before.
     edition_id: int | None = Field(default=None, foreign_key="digest_edition.id")
+
+
+class ScheduledOutcome(StrEnum):
+    RUNNING = "running"  # a `newsletter run` holds the slot now
+    SENT = "sent"
+    NOTHING_NEW = "nothing new"
+    NO_AUDIENCE = "no audience"
+    WAITING = "waits for approval"  # a later run within the grace sends it once approved
+    MISSED = "missed"  # past the grace: not sent
+    FAILED = "failed"  # a later run within the grace tries again
+    STOPPED = "stopped"  # stopped part-way (SIGTERM); a later run within the grace goes on
+
+
+class ScheduledRun(SQLModel, table=True):
+    """A list's scheduled slot, claimed by the `newsletter run` that handles it: the primary
+    key lets only one process have it, so a slot sends at most one digest however many runs
+    there are."""
+
+    __tablename__ = "scheduled_run"
+
+    list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
+    slot_at: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    started_at: datetime = _time()
+    finished_at: datetime | None = _time(nullable=True)
+    outcome: ScheduledOutcome = _status(ScheduledOutcome.RUNNING)
+    digest_id: int | None = Field(default=None, foreign_key="digest.id")
+    sent: int = 0  # messages this slot's run sent
+    detail: str = ""  # the error line of a failure, what a wait waits for

@@ -18,6 +18,7 @@ from newsletter.cli.common import (
     run,
 )
 from newsletter.cli.main import app, digest_app
+from newsletter.schedule import local_label
 from newsletter.services.digests import EditionStatus
 
 _LEDGER_COLUMNS = ("queued", "sending", "sent", "deferred", "failed", "skipped")
@@ -206,7 +207,8 @@ def status(
     ctx: typer.Context,
     list_slug: Annotated[str | None, typer.Option("--list", "-l", help="Only this list.")] = None,
 ) -> None:
-    """Show each digest and its ledger: queued, sending, sent, deferred, failed, skipped."""
+    """Show each digest and its ledger: queued, sending, sent, deferred, failed, skipped; and
+    each scheduled list's next slot."""
     newsletter = app_of(ctx)
     rows = run(lambda: newsletter.reports.digests(list_slug))
     editions = run(lambda: newsletter.digests.editions(list_slug))
@@ -223,6 +225,18 @@ def status(
             out.print(f"    {len(shown)} editions, by the themes readers chose:")
         for edition in shown:
             out.print("      " + _edition_line(edition))
+    zone = newsletter.settings.publication.zone
+    for slot in run(lambda: newsletter.schedule.slots(list_slug)):
+        due = "due now: `newsletter run` sends it" if slot.due else ""
+        last = (
+            f"the slot of {local_label(slot.latest, zone)}: {slot.recorded}"
+            if slot.recorded
+            else ""
+        )
+        out.print(
+            f"{slot.slug}: schedule “{slot.schedule}”, next slot {local_label(slot.next, zone)}"
+            + "".join(f"; {part}" for part in (due, last) if part)
+        )
 
 
 def _edition_line(edition: EditionStatus) -> str:

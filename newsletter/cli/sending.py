@@ -43,10 +43,20 @@ def send(
             "process with that many times the connections.",
         ),
     ] = 1,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Send a new digest even when the offline preflight (`newsletter check "
+            "--offline`) finds an error.",
+        ),
+    ] = False,
 ) -> None:
     """Build the list's digest if none is pending and send it to every active subscriber once.
 
     Deliveries an earlier send had to defer (the server said "try later") are retried first.
+    A new digest is checked first as `newsletter check --offline` does, and not sent when that
+    finds an error (unless --force).
     Exit status: 0 when the run finished, 1 when it stopped early or could not send.
     """
     newsletter = app_of(ctx)
@@ -94,6 +104,7 @@ def send(
                 on_start=started,
                 progress=lambda o: _advance(progress, task, o),
                 workers=workers,
+                force=force,
             )
         )
     summary = report.summary

@@ -89,6 +89,7 @@ class SendingService:
         stop: threading.Event | None = None,
         retry: RetryPolicy | None = None,
         workers: int = 1,
+        force: bool = False,
     ) -> SendReport:
         """Retry earlier deferrals, then build the digest if none is pending and deliver it
         once.
@@ -97,6 +98,7 @@ class SendingService:
         `newsletter worker` children); on SQLite, one process uses that many times the
         connections. A new digest is only built when the list has active subscribers:
         otherwise its briefings wait for the next send instead of being used up on nobody.
+        A new digest that fails the offline preflight (`app.check`) is refused unless `force`.
         """
         app, settings = self.app, self.app.settings
         database = app.database
@@ -144,8 +146,16 @@ class SendingService:
                     session.rollback()
                     return report
                 if digest.status == DigestStatus.DRAFT:
-                    rendered = render_digest(digest_view(session, digest), settings)
+                    view = digest_view(session, digest)
+                    rendered = render_digest(view, settings)
                     digest.html, digest.text = rendered.html, rendered.text
+                    if not report.resumed and not force:
+                        message = prepare_message(settings, digest, mailing_list)
+                        try:
+                            app.check.before_send(slug, view, rendered, message)
+                        except NewsletterError:
+                            session.rollback()  # nothing built: fix it and send again
+                            raise
                     choices = theme_choices(session, list_id)
                     editions = app.digests.store_editions(session, digest, choices, pin)
                     snapshot_audience(session, digest, editions)

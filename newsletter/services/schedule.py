@@ -1,0 +1,401 @@
+"""Scheduled sending: `run` fetches every feed, then sends each list whose latest slot is due
+(`[[lists]] schedule`, in `[publication] timezone`); `loop` does that at every slot until
+stopped; `slots` says what is due and when the next slot is.
+
+A slot is due once it has passed, until its grace runs out, while no digest of the list went
+out since it and no run has handled it. A run claims the slot first with a row of its own
+(`scheduled_run`, keyed by list and slot) in a transaction of its own: two runs at once, on
+one machine or several, cannot both have it, so a slot sends at most one digest. The ledger's
+exactly-once still stands behind that for each reader.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from newsletter.config import MailingList as ListSettings
+from newsletter.db import database_failure, list_row
+from newsletter.errors import NewsletterError
+from newsletter.models import Digest, DigestStatus, ScheduledOutcome, ScheduledRun
+from newsletter.schedule import latest_slot, next_slot
+from newsletter.send.ledger import ProgressCallback
+
+if TYPE_CHECKING:
+    from newsletter.app import Newsletter
+    from newsletter.services.feeds import FeedReport
+    from newsletter.services.sending import SendReport
+
+# Outcomes a later run within the grace takes over and tries again; the others end the slot.
+RETRIED = frozenset({ScheduledOutcome.WAITING, ScheduledOutcome.FAILED, ScheduledOutcome.STOPPED})
+# While a slot waits (for an approval, another try), the loop looks again this often.
+RETRY_EVERY = timedelta(minutes=15)
+# The loop never sleeps longer than this at once: a clock set right, or a machine that
+# slept, moves the wake-up by at most this much.
+LONGEST_NAP = 15 * 60.0
+
+# What `run` did with a list: a recorded outcome's value, or one of these.
+# "not due": the latest slot was handled before (see `recorded`), or is not reached yet;
+# "sent since": a digest went out after the slot (a `newsletter send`); "taken": another run
+# has the slot now; "unscheduled": the list has no schedule, so `run` never sends it.
+Verdict = Literal[
+    "sent",
+    "nothing new",
+    "no audience",
+    "waits for approval",
+    "missed",
+    "failed",
+    "stopped",
+    "not due",
+    "sent since",
+    "taken",
+    "unscheduled",
+]
+
+
+@dataclass(frozen=True)
+class ListRun:
+    """What a run did with one list, and why."""
+
+    slug: str
+    verdict: Verdict
+    slot: datetime | None = None  # the latest slot (aware UTC)
+    next_slot: datetime | None = None
+    late: timedelta = timedelta(0)  # how long after the slot this run looked
+    grace: timedelta = timedelta(0)
+    recorded: ScheduledOutcome | None = None  # for "not due", "taken", "missed": the slot's row
+    digest_id: int | None = None
+    sent: int = 0
+    detail: str = ""  # an error's line, what an approval needs
+    hint: str = ""
+    send: SendReport | None = None
+
+
+@dataclass
+class RunReport:
+    feeds: list[FeedReport] = field(default_factory=list)
+    lists: list[ListRun] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(entry.verdict == "failed" for entry in self.lists)
+
+    @property
+    def stopped(self) -> bool:
+        return any(entry.verdict == "stopped" for entry in self.lists)
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """A scheduled list's slots, for `newsletter status`."""
+
+    slug: str
+    schedule: str
+    latest: datetime
+    next: datetime
+    recorded: ScheduledOutcome | None  # how the latest slot went, if a run handled it
+    due: bool
+
+
+@dataclass(frozen=True)
+class _Send:
+    """What the CLI hands through to each send: progress, a stop."""
+
+    stop: threading.Event | None = None
+    progress: ProgressCallback | None = None
+    on_start: Callable[[SendReport], None] | None = None
+
+
+class ScheduleService:
+    def __init__(self, app: Newsletter) -> None:
+        self.app = app
+
+    # --- what is due ------------------------------------------------------------------------
+
+    def slots(self, slug: str | None = None) -> list[SlotStatus]:
+        """Every scheduled list (or one) with its latest and next slot and whether it is due."""
+        zone, now = self.app.settings.publication.zone, self.app.now()
+        found = []
+        with self.app.session() as session:
+            for declared in self._lists(slug):
+                schedule = declared.parsed_schedule
+                if schedule is None:
+                    continue
+                latest = latest_slot(schedule, zone, now)
+                _, row, since = self._slot_state(session, declared, latest)
+                recorded = row.outcome if row else None
+                # As `run` decides: a row left for another try is due even when its digest
+                # is out (a stopped send goes on), otherwise a digest since the slot ends it.
+                open_slot = row.outcome in RETRIED if row else since is None
+                due = open_slot and now - latest <= _grace(declared)
+                found.append(
+                    SlotStatus(
+                        declared.slug,
+                        str(schedule),
+                        latest,
+                        next_slot(schedule, zone, now),
+                        recorded,
+                        due,
+                    )
+                )
+            session.rollback()  # list_row may have added a row for a list new in config
+        return found
+
+    def due(self, slug: str | None = None) -> list[str]:
+        return [status.slug for status in self.slots(slug) if status.due]
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        slug: str | None = None,
+        *,
+        stop: threading.Event | None = None,
+        progress: ProgressCallback | None = None,
+        on_start: Callable[[SendReport], None] | None = None,
+        on_list: Callable[[ListRun], None] | None = None,
+    ) -> RunReport:
+        """Fetch every feed once, then handle the latest slot of each list (or of one)."""
+        lists = self._lists(slug)  # an unknown --list fails before anything is fetched
+        report = RunReport(feeds=self.app.feeds.fetch())
+        options = _Send(stop, progress, on_start)
+        for declared in lists:
+            if stop is not None and stop.is_set():
+                break
+            entry = self._run_list(declared, options)
+            report.lists.append(entry)
+            if on_list:
+                on_list(entry)
+        return report
+
+    def loop(
+        self,
+        slug: str | None = None,
+        *,
+        stop: threading.Event,
+        on_run: Callable[[RunReport, datetime | None], None],
+        progress: ProgressCallback | None = None,
+        on_start: Callable[[SendReport], None] | None = None,
+        on_list: Callable[[ListRun], None] | None = None,
+    ) -> None:
+        """Run now, then at each next slot, until `stop` is set; `on_run` gets each run's
+        report and the time of the next wake-up (None: no list has a schedule, so it ends)."""
+        while not stop.is_set():
+            report = self.run(
+                slug, stop=stop, progress=progress, on_start=on_start, on_list=on_list
+            )
+            wake = self.wake_time(slug)
+            on_run(report, wake)
+            if wake is None:
+                return
+            self.sleep_until(wake, stop)
+
+    def wake_time(self, slug: str | None = None) -> datetime | None:
+        """The next slot of any scheduled list, sooner while a slot waits for another try."""
+        slots = self.slots(slug)
+        if not slots:
+            return None
+        wake = min(status.next for status in slots)
+        waiting = [status for status in slots if status.due or status.recorded in RETRIED]
+        if waiting:
+            wake = min(wake, self.app.now() + RETRY_EVERY)
+        return wake
+
+    def sleep_until(self, wake: datetime, stop: threading.Event) -> None:
+        """Wait for the app's clock to reach `wake`, or for `stop`: no busy loop, and a signal
+        that sets `stop` wakes it at once."""
+        while not stop.is_set():
+            remaining = (wake - self.app.now()).total_seconds()
+            if remaining <= 0:
+                return
+            stop.wait(min(remaining, LONGEST_NAP))
+
+    # --- one list ---------------------------------------------------------------------------
+
+    def _lists(self, slug: str | None) -> tuple[ListSettings, ...]:
+        settings = self.app.settings
+        return (settings.mailing_list(slug),) if slug else settings.lists
+
+    def _slot_state(
+        self, session: Session, declared: ListSettings, slot: datetime
+    ) -> tuple[int, ScheduledRun | None, int | None]:
+        """The list's id, the slot's row if a run claimed it, and a digest built since the
+        slot that is sent or sending (a `newsletter send` after the slot counts as the slot's)."""
+        list_id = list_row(session, self.app.settings, declared.slug).id
+        assert list_id is not None
+        row = session.get(ScheduledRun, (list_id, slot))
+        since = session.exec(
+            select(Digest.id)
+            .where(
+                Digest.list_id == list_id,
+                col(Digest.status).in_([DigestStatus.SENDING, DigestStatus.SENT]),
+                col(Digest.created_at) >= slot,
+            )
+            .order_by(col(Digest.id))
+        ).first()
+        return list_id, row, since
+
+    def _run_list(self, declared: ListSettings, options: _Send) -> ListRun:
+        schedule = declared.parsed_schedule
+        if schedule is None:
+            return ListRun(declared.slug, "unscheduled")
+        zone, now = self.app.settings.publication.zone, self.app.now()
+        slot = latest_slot(schedule, zone, now)
+        grace, late = _grace(declared), now - slot
+        seen = ListRun(declared.slug, "not due", slot, next_slot(schedule, zone, now), late, grace)
+        with self.app.session() as session:
+            list_id, row, since = self._slot_state(session, declared, slot)
+            session.commit()  # list_row adds the row of a list new in config.toml
+        if row is not None and row.outcome not in RETRIED:
+            taken = row.outcome == ScheduledOutcome.RUNNING
+            return _with(seen, "taken" if taken else "not due", recorded=row.outcome)
+        if row is None and since is not None:
+            return _with(seen, "sent since", digest_id=since)
+        if late > grace:
+            self._record_missed(list_id, slot, now, row)
+            return _with(seen, "missed", recorded=row.outcome if row else None)
+        if not self._claim(list_id, slot, now):
+            return _with(seen, "taken", recorded=ScheduledOutcome.RUNNING)
+        outcome, entry = self._send(declared, options, seen)
+        self._finish(list_id, slot, outcome, entry)
+        return entry
+
+    def _send(
+        self, declared: ListSettings, options: _Send, seen: ListRun
+    ) -> tuple[ScheduledOutcome, ListRun]:
+        slug = declared.slug
+        try:
+            report = self.app.sending.send(
+                slug, stop=options.stop, progress=options.progress, on_start=options.on_start
+            )
+        except (NewsletterError, SQLAlchemyError, OSError) as exc:
+            error = _as_error(exc)
+            approval = self._approval(slug) if declared.require_approval else None
+            if approval in ("waiting", "changed since approval"):
+                detail = "it changed since it was approved" if approval != "waiting" else ""
+                entry = _with(seen, "waits for approval", detail=detail, hint=error.hint)
+                return ScheduledOutcome.WAITING, entry
+            entry = _with(seen, "failed", detail=error.message, hint=error.hint)
+            return ScheduledOutcome.FAILED, entry
+        if report.no_audience:
+            outcome = ScheduledOutcome.NO_AUDIENCE
+        elif report.digest_id is None:
+            outcome = ScheduledOutcome.NOTHING_NEW
+        elif report.summary.stopped_early:
+            outcome = ScheduledOutcome.STOPPED
+        else:
+            outcome = ScheduledOutcome.SENT
+        sent = report.summary.sent
+        entry = _with(seen, _VERDICTS[outcome], digest_id=report.digest_id, sent=sent, send=report)
+        return outcome, entry
+
+    def _approval(self, slug: str) -> str | None:
+        """Where the next digest's approval stands, to tell a wait from a failure."""
+        try:
+            plan = self.app.desk.show(slug)
+        except NewsletterError:
+            return None
+        return None if plan is None else plan.approval
+
+    # --- the slot's row ---------------------------------------------------------------------
+
+    def _claim(self, list_id: int, slot: datetime, now: datetime) -> bool:
+        """Take the slot for this run: insert its row, or take over one a run left for another
+        try. Each in a transaction of its own, so a rival run sees the claim at once."""
+        with self.app.session() as session:
+            session.add(ScheduledRun(list_id=list_id, slot_at=slot, started_at=now))
+            try:
+                session.commit()
+                return True
+            except IntegrityError:
+                session.rollback()  # another run inserted it first
+            # One UPDATE with the outcome in its WHERE: of two runs at once, one changes the
+            # row and the other (PostgreSQL re-reads the row it waited for) changes nothing.
+            taken = session.connection().execute(
+                update(ScheduledRun)
+                .where(
+                    col(ScheduledRun.list_id) == list_id,
+                    col(ScheduledRun.slot_at) == slot,
+                    col(ScheduledRun.outcome).in_(sorted(RETRIED)),
+                )
+                .values(outcome=ScheduledOutcome.RUNNING, started_at=now, finished_at=None)
+            )
+            session.commit()
+            return taken.rowcount == 1
+
+    def _finish(
+        self, list_id: int, slot: datetime, outcome: ScheduledOutcome, entry: ListRun
+    ) -> None:
+        detail = entry.detail or (entry.send.subject if entry.send else "")
+        with self.app.session() as session:
+            row = session.get(ScheduledRun, (list_id, slot))
+            assert row is not None  # claimed by this run, never deleted
+            row.outcome, row.finished_at = outcome, self.app.now()
+            row.digest_id, row.sent, row.detail = entry.digest_id, entry.sent, detail
+            session.add(row)
+            session.commit()
+
+    def _record_missed(
+        self, list_id: int, slot: datetime, now: datetime, row: ScheduledRun | None
+    ) -> None:
+        """Mark a slot past its grace as missed, once: the next runs read it as handled."""
+        with self.app.session() as session:
+            if row is None:
+                session.add(
+                    ScheduledRun(
+                        list_id=list_id,
+                        slot_at=slot,
+                        started_at=now,
+                        finished_at=now,
+                        outcome=ScheduledOutcome.MISSED,
+                    )
+                )
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()  # another run recorded it (or took it) first
+                return
+            session.connection().execute(
+                update(ScheduledRun)
+                .where(
+                    col(ScheduledRun.list_id) == list_id,
+                    col(ScheduledRun.slot_at) == slot,
+                    col(ScheduledRun.outcome) == row.outcome,
+                )
+                .values(outcome=ScheduledOutcome.MISSED, finished_at=now)
+            )
+            session.commit()
+
+
+def _grace(declared: ListSettings) -> timedelta:
+    return timedelta(hours=declared.schedule_grace_hours)
+
+
+def _with(seen: ListRun, verdict: Verdict, **changes: Any) -> ListRun:
+    return replace(seen, verdict=verdict, **changes)
+
+
+_VERDICTS: dict[ScheduledOutcome, Verdict] = {
+    ScheduledOutcome.SENT: "sent",
+    ScheduledOutcome.NOTHING_NEW: "nothing new",
+    ScheduledOutcome.NO_AUDIENCE: "no audience",
+    ScheduledOutcome.WAITING: "waits for approval",
+    ScheduledOutcome.FAILED: "failed",
+    ScheduledOutcome.STOPPED: "stopped",
+}
+
+
+def _as_error(exc: Exception) -> NewsletterError:
+    if isinstance(exc, NewsletterError):
+        return exc
+    if isinstance(exc, SQLAlchemyError):
+        return database_failure(exc)
+    where = f"{getattr(exc, 'filename', None)}: " if getattr(exc, "filename", None) else ""
+    return NewsletterError(f"{where}{getattr(exc, 'strerror', None) or exc}")
