@@ -171,7 +171,8 @@ def summary(report: RunReport) -> str:
     sent = sum(entry.sent for entry in report.lists)
     parts = []
     if counts["sent"]:
-        parts.append(f"{counts['sent']} digest(s) sent ({sent:,} messages)")
+        noun = "message" if sent == 1 else "messages"
+        parts.append(f"{counts['sent']} digest(s) sent ({sent:,} {noun})")
     for verdict in get_args(Verdict)[1:]:  # "sent" is counted above, with its messages
         if counts[verdict]:
             parts.append(f"{counts[verdict]} {_LABELS.get(verdict, verdict)}")
