@@ -83,6 +83,16 @@ class Newsletter:
         """The app for a config file (default: $NEWSLETTER_CONFIG or ./config.toml)."""
         return cls(load_settings(None if path is None else Path(path)))
 
+    def reloaded(self) -> Newsletter:
+        """A new app on config.toml as it is now, with this one's clock, transports and
+        hooks (a long-running process that must hear an editor's edits)."""
+        return type(self)(
+            load_settings(self.settings.path),
+            clock=self.clock,
+            transports=self._transports,
+            hooks=self.hooks,
+        )
+
     # -- what the app owns ---------------------------------------------------------------------
 
     @property

@@ -431,5 +431,5 @@ def test_send_refuses_a_digest_with_an_offline_error_unless_forced(project: Proj
     # Nothing new now: the check is of the digest that went out, and still finds its error.
     after = project.cli("check", "--list", "weekly", "--offline", expect=1).output
     assert "Nothing new since the last digest of weekly: checked that digest" in after
-    assert "Digest 1 “" in after
+    assert re.search(r"Digest \d+ “", after)  # PostgreSQL skips the rolled-back id
     assert "(sent)" in after

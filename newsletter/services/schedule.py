@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import update
@@ -40,6 +41,7 @@ RETRY_EVERY = timedelta(minutes=15)
 # The loop never sleeps longer than this at once: a clock set right, or a machine that
 # slept, moves the wake-up by at most this much.
 LONGEST_NAP = 15 * 60.0
+WATCH_EVERY = 30.0  # seconds between looks at config.toml while waiting for a slot
 
 # What `run` did with a list: a recorded outcome's value, or one of these.
 # "not due": the latest slot was handled before (see `recorded`), or is not reached yet;
@@ -186,16 +188,33 @@ class ScheduleService:
         on_list: Callable[[ListRun], None] | None = None,
     ) -> None:
         """Run now, then at each next slot, until `stop` is set; `on_run` gets each run's
-        report and the time of the next wake-up (None: no list has a schedule, so it ends)."""
-        while not stop.is_set():
-            report = self.run(
-                slug, stop=stop, progress=progress, on_start=on_start, on_list=on_list
-            )
-            wake = self.wake_time(slug)
-            on_run(report, wake)
-            if wake is None:
-                return
-            self.sleep_until(wake, stop)
+        report and the time of the next wake-up (None: no list has a schedule, so it ends).
+
+        An editor who changes config.toml while it waits (a new time, a list paused) is
+        heard at once: the file is watched while sleeping, and each pass after a change runs
+        on the config as it is then (a new app object, closed when the next one replaces it).
+        """
+        app = self.app
+        config = app.settings.path
+        try:
+            while not stop.is_set():
+                schedule = app.schedule
+                read = _stamp(config)  # the config this pass runs on
+                report = schedule.run(
+                    slug, stop=stop, progress=progress, on_start=on_start, on_list=on_list
+                )
+                wake = schedule.wake_time(slug)
+                on_run(report, wake)
+                if wake is None:
+                    return
+                if schedule.sleep_until(wake, stop, watch=config, read=read):
+                    fresh = app.reloaded()  # a bad edit stops the loop, loudly
+                    if app is not self.app:
+                        app.close()
+                    app = fresh
+        finally:
+            if app is not self.app:
+                app.close()
 
     def wake_time(self, slug: str | None = None) -> datetime | None:
         """The next slot of any scheduled list, sooner while a slot waits for another try."""
@@ -208,14 +227,28 @@ class ScheduleService:
             wake = min(wake, self.app.now() + RETRY_EVERY)
         return wake
 
-    def sleep_until(self, wake: datetime, stop: threading.Event) -> None:
+    def sleep_until(
+        self,
+        wake: datetime,
+        stop: threading.Event,
+        *,
+        watch: Path | None = None,
+        read: tuple[int, int] | None = None,
+    ) -> bool:
         """Wait for the app's clock to reach `wake`, or for `stop`: no busy loop, and a signal
-        that sets `stop` wakes it at once."""
+        that sets `stop` wakes it at once. With `watch`, a change to that file since it was
+        `read` ends the wait early; returns whether it did."""
+        seen = read if read is not None else _stamp(watch)
+        if watch is not None and _stamp(watch) != seen:
+            return True
         while not stop.is_set():
             remaining = (wake - self.app.now()).total_seconds()
             if remaining <= 0:
-                return
-            stop.wait(min(remaining, LONGEST_NAP))
+                return False
+            stop.wait(min(remaining, WATCH_EVERY if watch else LONGEST_NAP))
+            if watch is not None and _stamp(watch) != seen:
+                return True
+        return False
 
     # --- one list ---------------------------------------------------------------------------
 
@@ -399,3 +432,14 @@ def _as_error(exc: Exception) -> NewsletterError:
         return database_failure(exc)
     where = f"{getattr(exc, 'filename', None)}: " if getattr(exc, "filename", None) else ""
     return NewsletterError(f"{where}{getattr(exc, 'strerror', None) or exc}")
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    """What tells a changed file: its modification time and size (None: no file to watch)."""
+    if path is None:
+        return None
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
