@@ -420,7 +420,7 @@ def test_send_refuses_a_digest_with_an_offline_error_unless_forced(project: Proj
         "digest 1 of weekly not sent: the issue: From's domain signaldesk.example does not "
         "align with the DKIM domain d=other.example" in " ".join(refused.split())
     )
-    assert "use --force to send anyway" in refused
+    assert "to send it anyway: `newsletter send --list weekly --force`" in " ".join(refused.split())
     assert project.outbox() == []
     assert "Next digest of weekly" in project.cli("digest", "show", "--list", "weekly").output
 
@@ -433,3 +433,20 @@ def test_send_refuses_a_digest_with_an_offline_error_unless_forced(project: Proj
     assert "Nothing new since the last digest of weekly: checked that digest" in after
     assert re.search(r"Digest \d+ “", after)  # PostgreSQL skips the rolled-back id
     assert "(sent)" in after
+
+
+def test_links_to_a_host_that_does_not_resolve_are_one_line() -> None:
+    from newsletter.check.findings import Finding
+    from newsletter.services.check import _grouped
+
+    lost = [
+        Finding("error", f"b{n} “Story {n}”", f"https://gone.example/{n} cannot be reached: "
+                "gone.example does not resolve")
+        for n in range(15)
+    ]  # fmt: skip
+    other = Finding("error", "b99 “Other”", "https://ok.example/x answered 404")
+    grouped = _grouped([*lost, other])
+    assert len(grouped) == 2
+    assert grouped[0] == other
+    assert grouped[1].text.startswith("gone.example does not resolve: 15 links cannot be reached")
+    assert grouped[1].story == "the issue"

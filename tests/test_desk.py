@@ -196,3 +196,31 @@ def test_a_feed_of_old_items_says_why_nothing_is_new_and_which_setting_decides(
         assert "no new briefings in the window" in output
         assert "15 briefing(s) are older than 7 days" in output
         assert "[digest] window_days = 7 in config.toml decides" in output
+
+
+def test_the_desk_says_what_a_drop_pin_or_note_really_changes(project: Project) -> None:
+    project.cli("fetch")
+    project.cli("subscribers", "add", "editor@example.com", "--list", "weekly")
+    show = shown(project)
+    keyfold = short_id_of(show, "Keyfold patches flaw that could expose shared vault entries")
+    lead = short_id_of(
+        show, "Nordvale Bank restricts outside AI coding assistants for its engineers"
+    )
+    project.cli("digest", "drop", keyfold.upper(), "--list", "weekly")  # B12 is b12
+    refused = project.cli("digest", "pin", keyfold, "--list", "weekly", expect=1)
+    assert "is dropped from weekly's digests" in refused.output
+    assert f"digest drop {keyfold} --list weekly --undo" in refused.output
+    project.cli("digest", "pin", lead, "--list", "weekly")
+    assert "pinned" in shown(project)
+    assert "had no pin" not in project.cli("digest", "pin", "--clear", "--list", "weekly").output
+    assert "pinned" not in shown(project)
+    empty = project.folder / "empty.md"
+    empty.write_text("  \n", encoding="utf-8")
+    blank = project.cli("digest", "note", "--list", "weekly", "--file", str(empty), expect=1)
+    assert "is empty: nothing was changed" in blank.output
+    assert "--clear" in blank.output
+    project.cli("send", "--list", "weekly", "--yes")
+    gone = project.cli("digest", "drop", lead, "--list", "weekly").output
+    assert "went out in digest 1 of weekly: nothing to change" in gone
+    back = project.cli("digest", "drop", keyfold, "--list", "weekly", "--undo").output
+    assert "no digest to come will" in back  # older than the next digest's window

@@ -104,8 +104,19 @@ def digest_drop(
     """Leave a briefing out of the list's digests (`--undo` lets it back in)."""
     newsletter = app_of(ctx)
     dropped = run(lambda: newsletter.desk.drop(list_slug, briefing, undo=undo))
-    verb = "is back in" if undo else "is left out of"
-    out.print(f"“{dropped.title}” {verb} {list_slug}'s digests.", markup=False)
+    story = f"{dropped.short_id} “{dropped.title}”"
+    if dropped.sent_in is not None:
+        plain(f"{story} went out in digest {dropped.sent_in} of {list_slug}: nothing to change.")
+    elif not undo:
+        plain(f"{story} is left out of {list_slug}'s digests.")
+    elif dropped.in_next:
+        plain(f"{story} is back in the next {list_slug} digest.")
+    else:
+        days = newsletter.settings.digest.window_days
+        plain(
+            f"{story} may be carried again, but no digest to come will: it is older than the "
+            f"window of the next {list_slug} digest (since the last one, at most {days} days)."
+        )
 
 
 @digest_app.command("note")
@@ -126,10 +137,11 @@ def digest_note(
     if not clear and text is None and file is None:
         err.print("error: give the note as TEXT or --file PATH, or --clear to remove it")
         raise typer.Exit(2)
-    note = run(lambda: newsletter.desk.note(list_slug, "" if clear else text, path=file))
+    note = run(lambda: newsletter.desk.note(list_slug, text, path=file, clear=clear))
     if note:
-        paragraphs = len([part for part in note.split("\n\n") if part.strip()])
-        out.print(f"The next {list_slug} digest opens with your note ({paragraphs} paragraph(s)).")
+        blocks = len([part for part in note.split("\n\n") if part.strip()])
+        noun = "block" if blocks == 1 else "blocks"
+        out.print(f"The next {list_slug} digest opens with your note ({blocks} {noun} of text).")
     else:
         out.print(f"The next {list_slug} digest has no note.")
 
@@ -147,11 +159,33 @@ def digest_approve(ctx: typer.Context, list_slug: ListOption) -> None:
 
 
 @digest_app.command("pin")
-def digest_pin(ctx: typer.Context, briefing: BriefingArgument, list_slug: ListOption) -> None:
-    """Make a briefing the top story of the list's next digest."""
+def digest_pin(
+    ctx: typer.Context,
+    list_slug: ListOption,
+    briefing: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="ID|GUID",
+            help="The briefing: its short id from `digest show` (b123) or its feed guid.",
+        ),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Take the pin off.")] = False,
+) -> None:
+    """Make a briefing the top story of the list's next digest (`--clear` takes the pin off)."""
     newsletter = app_of(ctx)
+    if clear:
+        was = run(lambda: newsletter.desk.unpin(list_slug))
+        plain(
+            f"No pin on the next {list_slug} digest any more (it was “{was}”)."
+            if was
+            else f"The next {list_slug} digest had no pin."
+        )
+        return
+    if briefing is None:
+        err.print("error: name the briefing (ID or GUID), or --clear to take the pin off")
+        raise typer.Exit(2)
     title = run(lambda: newsletter.digests.pin(list_slug, briefing))
-    out.print(f"The next {list_slug} digest leads with “{title}”.", markup=False)
+    plain(f"The next {list_slug} digest leads with “{title}”.")
 
 
 @app.command()

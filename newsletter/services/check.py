@@ -4,7 +4,8 @@ offline part alone, which `send` runs before a new digest leaves draft (`before_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape as escape_html
 from typing import TYPE_CHECKING
@@ -69,7 +70,7 @@ class CheckService:
             urls, about = self._links(issue, view, sent=sent)
             results = check_links(urls, limits or LinkLimits(), progress)
             findings += about
-            findings += [_finding(result, issue) for result in results if not result.ok]
+            findings += _grouped([_finding(result, issue) for result in results if not result.ok])
             fetched = len(results)
         order = {"error": 0, "warning": 1, "note": 2}
         findings.sort(key=lambda finding: order[finding.level])  # stable: stories stay in order
@@ -86,7 +87,8 @@ class CheckService:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise NewsletterError(
                 f"digest {view.id} of {slug} not sent: {first.story}: {first.text}{more}; "
-                f"see `newsletter check --list {slug}`, or use --force to send anyway"
+                f"see `newsletter check --list {slug}`; to send it anyway: "
+                f"`newsletter send --list {slug} --force`"
             )
 
     def _issue(self, view: DigestView, rendered: RenderedDigest, message: PreparedMessage) -> Issue:
@@ -140,3 +142,30 @@ def _finding(result: LinkResult, issue: Issue) -> Finding:
     assert result.level is not None
     story = issue.stories.get(result.url, ISSUE)
     return Finding(result.level, story, f"{result.url} {result.problem}")
+
+
+def _grouped(findings: list[Finding]) -> list[Finding]:
+    """One line for every link to a host that does not resolve (offline, or a made-up
+    domain), not one per link: the editor fixes the host once."""
+    unresolved: dict[str, list[Finding]] = {}
+    kept: list[Finding] = []
+    for finding in findings:
+        match = re.search(r"cannot be reached: (\S+) does not resolve", finding.text)
+        if match:
+            unresolved.setdefault(match.group(1), []).append(finding)
+        else:
+            kept.append(finding)
+    for host, same in unresolved.items():
+        if len(same) == 1:
+            kept.append(same[0])
+            continue
+        stories = sorted({finding.story for finding in same})
+        kept.append(
+            replace(
+                same[0],
+                story=stories[0] if len(stories) == 1 else "the issue",
+                text=f"{host} does not resolve: {len(same)} links cannot be reached "
+                "(offline? `--offline` checks the rest)",
+            )
+        )
+    return kept

@@ -22,7 +22,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.db import list_row
-from newsletter.digest.builder import build_digest, planned
+from newsletter.digest.builder import build_digest, candidate_briefings, planned
 from newsletter.errors import NewsletterError
 from newsletter.models import (
     Briefing,
@@ -38,7 +38,7 @@ from newsletter.models import (
 if TYPE_CHECKING:
     from newsletter.app import Newsletter
 
-SHORT_ID = re.compile(r"^b(\d{1,12})$")
+SHORT_ID = re.compile(r"^b(\d{1,12})$", re.IGNORECASE)
 MAX_NOTE = 20_000  # characters: a note is a paragraph or three, not an article
 
 ApprovalState = Literal["not needed", "waiting", "approved", "changed since approval"]
@@ -82,6 +82,14 @@ class DeskPlan:
     @property
     def web_only(self) -> int:
         return len(self.stories) - self.in_email
+
+
+@dataclass(frozen=True)
+class DropReport:
+    title: str
+    short_id: str
+    sent_in: int | None  # the digest of the list that already carried it
+    in_next: bool  # whether the next digest has it now
 
 
 def plan_fingerprint(session: Session, digest: Digest) -> str:
@@ -187,29 +195,43 @@ class DeskService:
 
     # --- shaping it -------------------------------------------------------------------------
 
-    def drop(self, slug: str, reference: str, *, undo: bool = False) -> Briefing:
-        """Leave a briefing out of the list's digests (or, with `undo`, let it back in)."""
+    def drop(self, slug: str, reference: str, *, undo: bool = False) -> DropReport:
+        """Leave a briefing out of the list's digests (or, with `undo`, let it back in), and
+        say whether that changes a digest to come."""
+        settings = self.app.settings
         with self.app.session() as session:
-            mailing_list = list_row(session, self.app.settings, slug)
+            mailing_list = list_row(session, settings, slug)
             briefing = self.briefing(session, reference)
-            key = (mailing_list.id, briefing.id)
-            existing = session.get(DigestDrop, key)
+            assert mailing_list.id is not None
+            assert briefing.id is not None
+            sent_in = session.exec(
+                select(DigestItem.digest_id).where(
+                    DigestItem.list_id == mailing_list.id, DigestItem.briefing_id == briefing.id
+                )
+            ).first()
+            existing = session.get(DigestDrop, (mailing_list.id, briefing.id))
             if undo and existing is not None:
                 session.delete(existing)
-            elif not undo and existing is None:
-                assert mailing_list.id is not None
-                assert briefing.id is not None
+            elif not undo and existing is None and sent_in is None:
                 session.add(DigestDrop(list_id=mailing_list.id, briefing_id=briefing.id))
                 pin = session.get(DigestPin, mailing_list.id)
                 if pin is not None and pin.briefing_id == briefing.id:
                     session.delete(pin)  # a dropped story cannot lead
             session.commit()
             session.refresh(briefing)
-            return briefing
+            _, candidates = candidate_briefings(session, settings, mailing_list, self.app.now())
+            return DropReport(
+                briefing.title,
+                short_id(briefing.id),
+                sent_in=sent_in,
+                in_next=briefing.id in {candidate.id for candidate in candidates},
+            )
 
-    def note(self, slug: str, text: str | None = None, *, path: Path | None = None) -> str:
-        """Set the note atop the list's next digest (Markdown), from text or a file; an empty
-        one clears it. Returns the note as stored."""
+    def note(
+        self, slug: str, text: str | None = None, *, path: Path | None = None, clear: bool = False
+    ) -> str:
+        """Set the note atop the list's next digest (Markdown), from text or a file, or
+        `clear` it. Returns the note as stored."""
         if path is not None:
             try:
                 text = path.read_text(encoding="utf-8")
@@ -217,7 +239,14 @@ class DeskService:
                 raise NewsletterError(
                     f"{path}: cannot read the note: {exc}", hint="save it as UTF-8 Markdown"
                 ) from None
-        text = (text or "").strip()
+        text = "" if clear else (text or "").strip()
+        if not text and not clear:
+            where = f"{path} is" if path is not None else "the note is"
+            raise NewsletterError(
+                f"{where} empty: nothing was changed",
+                hint=f"write the note, or remove it with `newsletter digest note --list {slug} "
+                "--clear`",
+            )
         if len(text) > MAX_NOTE:
             raise NewsletterError(
                 f"the note is {len(text):,} characters; at most {MAX_NOTE:,} fit atop a digest",
@@ -237,6 +266,18 @@ class DeskService:
                 session.add(existing)
             session.commit()
         return text
+
+    def unpin(self, slug: str) -> str | None:
+        """Take the pin off the list's next digest; the title that was pinned, if any."""
+        with self.app.session() as session:
+            mailing_list = list_row(session, self.app.settings, slug)
+            pin = session.get(DigestPin, mailing_list.id)
+            if pin is None:
+                return None
+            briefing = session.get(Briefing, pin.briefing_id)
+            session.delete(pin)
+            session.commit()
+            return briefing.title if briefing else None
 
     def approve(self, slug: str, *, by: str) -> DeskPlan:
         """Approve the next digest of a list as `show` shows it now."""

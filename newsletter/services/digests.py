@@ -30,6 +30,7 @@ from newsletter.files import atomic_write
 from newsletter.models import (
     Briefing,
     Digest,
+    DigestDrop,
     DigestEdition,
     DigestItem,
     DigestPin,
@@ -94,6 +95,12 @@ class DigestService:
             assert mailing_list.id is not None
             assert briefing.id is not None
             start, candidates = candidate_briefings(session, settings, mailing_list, self.app.now())
+            if session.get(DigestDrop, (mailing_list.id, briefing.id)) is not None:
+                raise NewsletterError(
+                    f"“{briefing.title}” is dropped from {slug}'s digests",
+                    hint=f"let it back in first: `newsletter digest drop b{briefing.id} "
+                    f"--list {slug} --undo`",
+                )
             if briefing.id not in {candidate.id for candidate in candidates}:
                 raise NewsletterError(_not_pinnable(session, briefing, mailing_list, start))
             pin = session.get(DigestPin, mailing_list.id) or DigestPin(
