@@ -29,6 +29,12 @@ class SigningKey:
         payload = ".".join(str(value) for value in values).encode()
         return f"{_b64(payload)}.{_b64(self._signature(purpose, payload))}"
 
+    def tag(self, purpose: str, text: str) -> str:
+        """A short keyed tag of `text` (16 lowercase letters and digits): what makes a value
+        that strangers see (a Message-ID) impossible to forge for someone else."""
+        digest = self._signature(purpose, text.encode())[:10]
+        return base64.b32encode(digest).decode("ascii").lower()
+
     def verify(self, purpose: str, token: str, arity: int) -> tuple[int, ...]:
         try:
             encoded_payload, encoded_signature = token.split(".")

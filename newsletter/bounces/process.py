@@ -256,7 +256,11 @@ def _verp(settings: Settings, key: SigningKey, parsed: Report) -> tuple[int, int
 
 
 # What PreparedMessage.message_id makes: the digest's nonce and the subscriber id.
-_OUR_MESSAGE_ID = re.compile(r"<([0-9A-Za-z]{1,64})\.([0-9]{1,18})@[^<>\s]{1,253}>")
+# <nonce.subscriber.tag@domain>; the keyed tag makes another reader's unguessable (digests
+# sent before it existed have none, and are matched as they were stored).
+_OUR_MESSAGE_ID = re.compile(
+    r"<([0-9A-Za-z]{1,64})\.([0-9]{1,18})(?:\.[a-z2-7]{16})?@[^<>\s]{1,253}>"
+)
 
 
 def _our_delivery(

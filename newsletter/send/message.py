@@ -159,8 +159,10 @@ class PreparedMessage:
         reply_to: str | None = None,
         unsubscribe_mailto: str | None = None,
         extra_headers: dict[str, str] | None = None,
+        message_id_tag: Callable[[str], str] | None = None,
     ) -> None:
         self.message_id_domain = message_id_domain
+        self.message_id_tag = message_id_tag
         self.markers = markers
         self.unsubscribe_mailto = unsubscribe_mailto
         self.boundary = f"=_nl_{secrets.token_hex(12)}"
@@ -199,8 +201,13 @@ class PreparedMessage:
 
     def message_id(self, recipient: Recipient) -> str:
         """Stable per (digest, recipient), so a retry keeps it; the digest's random nonce keeps
-        it unique across databases (a reset or a staging copy never reuses one)."""
-        return f"<{self.markers.nonce}.{recipient.subscriber_id}@{self.message_id_domain}>"
+        it unique across databases (a reset or a staging copy never reuses one). With a tag
+        (keyed on the link-signing key), a reader who sees their own cannot write another
+        reader's: a complaint quoting a forged one ties to nobody."""
+        local = f"{self.markers.nonce}.{recipient.subscriber_id}"
+        if self.message_id_tag is not None:
+            local += "." + self.message_id_tag(local)
+        return f"<{local}@{self.message_id_domain}>"
 
     def render(self, recipient: Recipient) -> bytes:
         unsubscribe = f"<{recipient.unsubscribe_url}>"

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from newsletter.audience.addresses import ascii_address, normalize_email
 from newsletter.audience.store import active_count
-from newsletter.audience.tokens import SigningKey, preferences_url, unsubscribe_url
+from newsletter.audience.tokens import SigningKey, preferences_url, signing_key, unsubscribe_url
 from newsletter.config import Settings
 from newsletter.db import list_row
 from newsletter.digest.builder import build_digest, digest_view, next_pin, pending_digest
@@ -353,6 +353,7 @@ def prepare_message(
     not stored): the digest's markers and headers either way."""
     publication = settings.publication
     rendered = edition or digest
+    key = signing_key(settings)  # the key of the app's links, from the environment or its file
     return PreparedMessage(
         sender=publication.from_,
         subject=subject_prefix + rendered.subject,
@@ -366,6 +367,7 @@ def prepare_message(
         extra_headers={
             "Feedback-ID": f"{digest.id}:{mailing_list.slug}:digest:{publication.domain}"
         },
+        message_id_tag=lambda local: key.tag("message-id", local),
     )
 
 
