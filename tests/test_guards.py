@@ -458,7 +458,8 @@ def test_subject_and_preheader_fill_every_placeholder(project: Project) -> None:
         newsletter.feeds.fetch()
         alone = newsletter.digests.draft("weekly")
     assert alone is not None
-    assert alone.view.subject == f"1|0||{fallback}|{date}|{name}"
+    later = now + timedelta(hours=1)  # another day, an hour before midnight
+    assert alone.view.subject == f"1|0||{fallback}|{later.day} {later:%B %Y}|{name}"
 
 
 def test_a_placeholder_the_subject_cannot_have_is_one_error_line(project: Project) -> None:
