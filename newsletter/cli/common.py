@@ -146,7 +146,9 @@ def graceful_stop() -> Iterator[threading.Event]:
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        stop.set()
+        # Not stop.set() here: the handler runs in the main thread, which may hold the event's
+        # own lock at that instant (entering stop.wait), and set() would wait for it for ever.
+        threading.Thread(target=stop.set, daemon=True).start()
         err.print("Stopping after the messages in flight; press Ctrl-C again to abort.")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
