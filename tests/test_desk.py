@@ -221,6 +221,6 @@ def test_the_desk_says_what_a_drop_pin_or_note_really_changes(project: Project) 
     assert "--clear" in blank.output
     project.cli("send", "--list", "weekly", "--yes")
     gone = project.cli("digest", "drop", lead, "--list", "weekly").output
-    assert "went out in digest 1 of weekly: nothing to change" in gone
+    assert re.search(r"went out in digest \d+ of weekly: nothing to change", gone)
     back = project.cli("digest", "drop", keyfold, "--list", "weekly", "--undo").output
     assert "no digest to come will" in back  # older than the next digest's window
