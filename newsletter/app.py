@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from newsletter.services.reports import ReportService
     from newsletter.services.schedule import ScheduleService
     from newsletter.services.sending import SendingService
+    from newsletter.services.signup import SignupService
     from newsletter.services.subscribers import PendingConfirmation, SubscriberService
 
 
@@ -196,6 +197,13 @@ class Newsletter:
         from newsletter.services.reports import ReportService
 
         return ReportService(self)
+
+    @cached_property
+    def signup(self) -> SignupService:
+        """The web form's signups and their confirmation."""
+        from newsletter.services.signup import SignupService
+
+        return SignupService(self)
 
     @cached_property
     def preferences(self) -> PreferenceService:

@@ -9,11 +9,11 @@ one returned mail, one delivery), which commits or rolls back as a whole. Whoeve
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import bindparam, func, update
-from sqlmodel import Session, col, delete, select
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, col, delete
 
 from newsletter.audience.addresses import email_hash, email_key, normalize_email
 from newsletter.audience.csv_io import MAX_NAME
@@ -286,67 +286,6 @@ def unforget(session: Session, email: str) -> bool:
     return True
 
 
-class SignupOutcome(StrEnum):
-    MAIL = "mail"  # new, or pending and not mailed for a day, or left earlier: send a link
-    REMIND = "remind"  # subscribed already: mail them their preferences link instead
-    WAIT = "wait"  # mailed within the day (a link or a reminder): not again yet
-    NOTHING = "nothing"  # must never be mailed from a form (bounced, complained, forgotten)
-
-
-CONFIRMATION_RESEND = timedelta(days=1)
-
-
-def web_signup(
-    session: Session, mailing_list: MailingList, email: str, *, consent: str, now: datetime
-) -> tuple[SignupOutcome, Subscriber | None]:
-    """A signup from the web form: always pending until the link in the mail is followed,
-    whatever the list's double_opt_in (a stranger can type anyone's address).
-
-    Someone who unsubscribed may sign up again this way (the confirmation is their new consent);
-    a bounced, complained or forgotten address never gets mail from a form.
-    """
-    normalized = normalize_email(email)
-    if session.get(Suppression, email_hash(normalized)) is not None:
-        return SignupOutcome.NOTHING, None
-    subscriber = find(session, normalized)
-    if subscriber is not None and subscriber.status != SubscriberStatus.ACTIVE:
-        return SignupOutcome.NOTHING, subscriber
-    subscription = None
-    if subscriber is not None:
-        subscription = session.get(Subscription, (mailing_list.id, subscriber.id))
-    if subscription is None:
-        _, subscriber = subscribe(
-            session, mailing_list, normalized, origin="web", consent=consent, double_opt_in=True
-        )
-        return SignupOutcome.MAIL, subscriber
-    last = subscription.confirmation_sent_at
-    mailed_lately = last is not None and now - last < CONFIRMATION_RESEND
-    if subscription.status == SubscriptionStatus.ACTIVE:
-        return (SignupOutcome.WAIT if mailed_lately else SignupOutcome.REMIND), subscriber
-    if subscription.status == SubscriptionStatus.PENDING:
-        if mailed_lately:
-            return SignupOutcome.WAIT, subscriber
-    else:  # unsubscribed earlier: pending again, on this new consent
-        subscription.status = SubscriptionStatus.PENDING
-        subscription.origin, subscription.consent = "web", consent
-        subscription.updated_at = now
-        session.add(subscription)
-    return SignupOutcome.MAIL, subscriber
-
-
-def confirmation_mailed(
-    session: Session, list_id: int, subscriber_id: int, now: datetime | None
-) -> None:
-    """When the confirmation mail went out (None: it did not, after all)."""
-    session.execute(
-        update(Subscription)
-        .where(
-            col(Subscription.list_id) == list_id, col(Subscription.subscriber_id) == subscriber_id
-        )
-        .values(confirmation_sent_at=now)
-    )
-
-
 def join(session: Session, mailing_list: MailingList, subscriber_id: int, now: datetime) -> bool:
     """A reader joins another list from their preference centre; True if it changed. The link
     they used came to their mailbox, so no confirmation is needed."""
@@ -377,40 +316,3 @@ def join(session: Session, mailing_list: MailingList, subscriber_id: int, now: d
     subscription.unsubscribed_at, subscription.unsubscribe_reason = None, ""
     session.add(subscription)
     return True
-
-
-def purge_unconfirmed(session: Session, older_than: datetime) -> int:
-    """Signups never confirmed within the confirmation link's life: their subscription goes,
-    and the person too when nothing else of theirs is kept. Returns how many subscriptions."""
-    stale = session.exec(
-        select(Subscription.list_id, Subscription.subscriber_id).where(
-            col(Subscription.status) == SubscriptionStatus.PENDING,
-            col(Subscription.created_at) < older_than,
-            func.coalesce(col(Subscription.confirmation_sent_at), col(Subscription.created_at))
-            < older_than,
-        )
-    ).all()
-    for list_id, subscriber_id in stale:
-        session.exec(
-            delete(Subscription).where(
-                col(Subscription.list_id) == list_id,
-                col(Subscription.subscriber_id) == subscriber_id,
-            )
-        )
-    for subscriber_id in {subscriber_id for _, subscriber_id in stale}:
-        kept = session.exec(
-            select(func.count())
-            .select_from(Subscription)
-            .where(col(Subscription.subscriber_id) == subscriber_id)
-        ).one()
-        delivered = session.exec(
-            select(func.count())
-            .select_from(Delivery)
-            .where(col(Delivery.subscriber_id) == subscriber_id)
-        ).one()
-        if not kept and not delivered:
-            session.exec(
-                delete(ConsentEvent).where(col(ConsentEvent.subscriber_id) == subscriber_id)
-            )
-            session.exec(delete(Subscriber).where(col(Subscriber.id) == subscriber_id))
-    return len(stale)

@@ -140,7 +140,7 @@ class SignupGate:
             return Refusal.EXPIRED
         if self.settings.proof_of_work and not self._proof_holds(fields.get(PROOF_FIELD), nonce):
             return Refusal.SCRIPT
-        if not self.app.preferences.spend_form_token(str(nonce)):
+        if not self.app.signup.spend_form_token(str(nonce)):
             return Refusal.SCRIPT
         now = time.monotonic()
         if not self.per_client.allow(client_key(client), now):

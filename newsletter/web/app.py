@@ -35,7 +35,7 @@ def create_app(app: Newsletter) -> Starlette:
     @asynccontextmanager
     async def lifespan(_application: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(lambda: app.database)  # a bad database stops the start
-        await run_in_threadpool(app.preferences.purge_unconfirmed)
+        await run_in_threadpool(app.signup.purge_unconfirmed)
         yield
         app.close()
 

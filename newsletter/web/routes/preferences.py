@@ -18,7 +18,8 @@ from newsletter.app import Newsletter
 from newsletter.audience.consent import client_network
 from newsletter.audience.tokens import preferences_form_token, verify_preferences_form_token
 from newsletter.errors import BadToken
-from newsletter.services.preferences import Preferences, Visit
+from newsletter.services.preferences import Preferences
+from newsletter.services.signup import Visit
 from newsletter.web.pages import PRIVATE, Pages, client_address, cross_site, first, form_fields
 
 NOTICES = {

@@ -19,7 +19,7 @@ from newsletter.audience.addresses import normalize_email
 from newsletter.audience.consent import client_network
 from newsletter.errors import AddressError
 from newsletter.resources import package_folder
-from newsletter.services.preferences import Visit
+from newsletter.services.signup import Visit
 from newsletter.web.antibot import Refusal, SignupGate
 from newsletter.web.pages import (
     PRIVATE,
@@ -37,7 +37,7 @@ SIGNUP_SCRIPT = package_folder("web") / "static" / "signup.js"
 
 
 def routes(app: Newsletter, pages: Pages) -> list[Route]:
-    settings, preferences = app.settings, app.preferences
+    settings, preferences, signup = app.settings, app.preferences, app.signup
     gate = SignupGate(app)
     public_lists = settings.public_lists
 
@@ -133,14 +133,14 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
             return form_page("subscribe.html.j2", notice="Choose at least one list.", fields=fields)
         visit = Visit(page=str(request.url.path), client=client_network(client_address(request)))
         themes = fields.get("theme", [])
-        await run_in_threadpool(lambda: preferences.signup(email, slugs, themes, visit))
+        await run_in_threadpool(lambda: signup.signup(email, slugs, themes, visit))
         return check_your_inbox(email)
 
     async def confirm_page(request: Request, token: str) -> Response:
         if request.method == "HEAD":  # link checkers peek with HEAD: show nothing, do nothing
-            await run_in_threadpool(preferences.confirm_target, token)
+            await run_in_threadpool(signup.confirm_target, token)
             return Response(status_code=200, headers=PRIVATE)
-        target = await run_in_threadpool(preferences.confirm_target, token)
+        target = await run_in_threadpool(signup.confirm_target, token)
         if target.state != "pending":  # opened again later: no button that would do nothing
             return confirmed_page(target.list_name, False, target.state, target.preferences_url)
         return pages.page("confirm.html.j2", list_name=target.list_name, action=request.url.path)
@@ -156,7 +156,7 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
 
     async def confirm(request: Request, token: str) -> Response:
         visit = Visit(page=str(request.url.path), client=client_network(client_address(request)))
-        done = await run_in_threadpool(lambda: preferences.confirm(token, visit))
+        done = await run_in_threadpool(lambda: signup.confirm(token, visit))
         return confirmed_page(done.list_name, done.changed, done.state, done.preferences_url)
 
     async def script(request: Request) -> Response:
