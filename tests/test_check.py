@@ -19,7 +19,8 @@ import pytest
 from newsletter.check.findings import Finding
 from newsletter.check.links import LinkLimits, check_links
 from newsletter.check.offline import Issue, check_offline, links_of
-from newsletter.config import Dkim, Settings, load_settings
+from newsletter.config import Settings, load_settings
+from newsletter.config_sections import Dkim
 from newsletter.personalize import Markers, Recipient
 from newsletter.send.dkim import SIGNED_HEADERS
 from newsletter.send.message import PreparedMessage

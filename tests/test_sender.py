@@ -269,7 +269,7 @@ def test_through_a_real_postfix_relay(project: Project, smtp_server: SmtpServer)
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_lines_starting_with_a_dot_arrive_intact(smtp_server: SmtpServer, pipelining: bool) -> None:
     """Both ways of sending: pipelined (as to Postfix) and one command at a time."""
-    from newsletter.config import Smtp
+    from newsletter.config_sections import Smtp
     from newsletter.send.message import Envelope
     from newsletter.send.smtp import SmtpTransport
 

@@ -8,7 +8,8 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
-from newsletter.config import IMAP_PASSWORD_ENV, Imap
+from newsletter.config import IMAP_PASSWORD_ENV
+from newsletter.config_sections import Imap
 from newsletter.errors import ImapError
 
 

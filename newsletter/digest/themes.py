@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from newsletter.config import Theme
+from newsletter.config_sections import Theme
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 from xml.sax.saxutils import escape as xml_escape
 
-from newsletter.config import Publication
+from newsletter.config_sections import Publication
 from newsletter.models import utcnow
 
 

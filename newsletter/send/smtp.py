@@ -6,7 +6,7 @@ import smtplib
 import ssl
 from pathlib import Path
 
-from newsletter.config import Smtp
+from newsletter.config_sections import Smtp
 from newsletter.errors import DeliveryRefused, TransportError
 from newsletter.send.message import Envelope
 

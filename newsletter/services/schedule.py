@@ -22,7 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from newsletter.config import MailingList as ListSettings
+from newsletter.config_sections import MailingList as ListSettings
 from newsletter.db import database_failure, list_row
 from newsletter.errors import NewsletterError
 from newsletter.models import Digest, DigestStatus, ScheduledOutcome, ScheduledRun
