@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from newsletter.schedule import Schedule, parse_schedule, time_zone
 
@@ -49,6 +49,12 @@ HttpUrl = Annotated[str, AfterValidator(_absolute_http_url)]
 Line = Annotated[str, AfterValidator(_single_line)]
 
 
+# Languages written right to left (ISO 639 codes).
+_RIGHT_TO_LEFT = frozenset(
+    {"ar", "arc", "dv", "fa", "ha", "he", "iw", "khw", "ks", "ku", "ps", "sd", "ur", "yi"}
+)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -69,8 +75,22 @@ class Publication(_Section):
     )
     # The line under every briefing naming the outside source it began from ({source}: the
     # outlet), and the words of the link to it.
-    attribution: Line = "This briefing began from reporting by {source}."
+    # The line under every briefing naming the outside source it began from ({source}: the
+    # outlet's name, linked to the original), and the words that say where that link goes.
+    attribution: Line = "From reporting by {source}"
     attribution_link: Line = "Read the original"
+    # The brand: a logo (an http(s) URL, or a PNG/JPEG/GIF/WebP file beside config.toml that
+    # `serve` publishes under base_url/brand/), an optional variant for dark backgrounds, the
+    # accent colour of links, labels and rules, and a line under the name.
+    logo: Line = ""
+    logo_dark: Line = ""
+    logo_width: int | None = Field(default=None, ge=1, le=2000)  # needed for a logo URL
+    logo_height: int | None = Field(default=None, ge=1, le=2000)
+    accent_color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] = "#1d4ed8"
+    tagline: Line = ""
+    # The language the issue is written in (BCP 47: "en", "de", "ar"): screen readers and
+    # hyphenation follow it, and right-to-left scripts set the direction.
+    language: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
     reply_to: Annotated[str, AfterValidator(_mailbox)] | None = None
     unsubscribe_mailto: Line | None = None
     # With it, each message's envelope sender is bounces+<signed id>@bounce_domain (VERP), so a
@@ -78,6 +98,22 @@ class Publication(_Section):
     bounce_domain: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+$")] | None = None
     # The IANA zone the lists' schedules are read in (daylight saving included).
     timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
+
+    @model_validator(mode="after")
+    def _logo_size_known(self) -> Publication:
+        for logo in (self.logo, self.logo_dark):
+            remote = urlsplit(logo).scheme in ("http", "https")
+            if remote and (self.logo_width is None or self.logo_height is None):
+                raise ValueError(
+                    f"logo {logo!r} is a URL: give logo_width and logo_height (its size in "
+                    "pixels), so the mail keeps its layout while images are blocked"
+                )
+        return self
+
+    @property
+    def direction(self) -> Literal["ltr", "rtl"]:
+        primary = self.language.split("-")[0].lower()
+        return "rtl" if primary in _RIGHT_TO_LEFT else "ltr"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -135,6 +171,9 @@ class Fetch(_Section):
     # ranges that feeds may be fetched from, or redirected to. A feed's own configured host and
     # port is always allowed for its first request.
     allow_private_hosts: tuple[str, ...] = ()
+    # Read the first bytes of a story picture whose size the feed does not give (its size
+    # holds the mail's layout while images are blocked); off: such pictures are not shown.
+    probe_images: bool = True
 
     @property
     def total_deadline(self) -> float:
@@ -231,6 +270,11 @@ class DigestSettings(_Section):
     fallback_theme: Line = "More briefings"
     subject: Line = "{publication}: {lead}{and_more}"
     preheader: Line = "This week: {themes}"
+    # Story pictures from the feed: for the top story only, for every story card, or none.
+    images: Literal["lead", "all", "none"] = "lead"
+    # How many stories of each theme are cards (headline, dek or why it matters, the source);
+    # the rest are a headline and one line. The top story is always shown whole.
+    cards_per_theme: int = Field(default=0, ge=0, le=100)
 
     @field_validator("subject", "preheader")
     @classmethod

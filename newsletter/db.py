@@ -148,7 +148,7 @@ def create_schema(engine: Engine) -> None:
 
 # The newest migration, named here so that opening an up-to-date database (every command does)
 # reads no migration scripts; tests/test_migrations.py holds it to newsletter/migrations.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 
 def _migrate(connection: Connection) -> None:
@@ -200,6 +200,11 @@ _ADDED_AFTER_BASELINE = frozenset(
         "subscription.confirmation_sent_at",
         "delivery.edition_id",
         "digest.note",
+        "briefing.image_url",
+        "briefing.image_width",
+        "briefing.image_height",
+        "briefing.image_alt",
+        "briefing.why_it_matters",
     }
 )
 

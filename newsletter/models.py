@@ -75,6 +75,11 @@ def _time(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(default_factory=utcnow, sa_column=column)
 
 
+def _with_server_default(default: str | int) -> Any:
+    # The database's default too, as migration 0005 gave the rows stored before it.
+    return Field(default=default, sa_column_kwargs={"server_default": str(default)})
+
+
 class SubscriberStatus(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
@@ -133,6 +138,15 @@ class Briefing(SQLModel, table=True):
     published_at: datetime = _time(index=True)
     first_seen_at: datetime = _time()
     updated_at: datetime = _time()
+    # The story image, shown above the briefing: only ever stored with both its width and
+    # height in pixels (the feed's or what the fetch read from the image), else none at all
+    # (url "", 0, 0). alt is the feed's description of it; "" means: use the title.
+    image_url: str = _with_server_default("")
+    image_width: int = _with_server_default(0)
+    image_height: int = _with_server_default(0)
+    image_alt: str = _with_server_default("")
+    # The first sentence of the item's "Why it matters" section, plain text; "" when none.
+    why_it_matters: str = _with_server_default("")
 
 
 class MailingList(SQLModel, table=True):

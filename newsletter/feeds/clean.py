@@ -6,9 +6,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from newsletter.feeds.images import StoryImage, choose_image
 from newsletter.feeds.parse import ParsedEntry, ParsedFeed, parse_feed
 from newsletter.feeds.sanitize import clean_html, plain_text, single_line, web_url
-from newsletter.feeds.shape import first_paragraph, is_bare_time, key_points
+from newsletter.feeds.shape import first_paragraph, is_bare_time, key_points, why_it_matters
 
 MAX_DEK_CHARS = 400
 
@@ -25,6 +26,17 @@ class CleanEntry:
     source_url: str
     published: datetime | None
     tags: tuple[str, ...]
+    # The image as the feed describes it: a size it does not give is 0, and the fetch probes
+    # for it (feeds/probe.py); only an image with both is stored (images.with_size).
+    image_url: str = ""
+    image_width: int = 0
+    image_height: int = 0
+    image_alt: str = ""
+    why_it_matters: str = ""
+
+    @property
+    def image(self) -> StoryImage:
+        return StoryImage(self.image_url, self.image_width, self.image_height, self.image_alt)
 
     @property
     def content_hash(self) -> str:
@@ -42,6 +54,18 @@ class CleanEntry:
             "\x1f".join(self.key_points),
         ):
             digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        # The image as the feed gives it, not as probed: an unchanged item is not probed again,
+        # and a new picture (or a size the feed now gives) is stored at the next fetch. Left
+        # out when there is none, so items without either keep the hash stored before these.
+        if self.image_url or self.why_it_matters:
+            for extra in (
+                self.image_url,
+                str(self.image_width),
+                str(self.image_height),
+                self.image_alt,
+                self.why_it_matters,
+            ):
+                digest.update(extra.encode("utf-8", "surrogatepass") + b"\0")
         return digest.hexdigest()
 
 
@@ -65,6 +89,7 @@ def clean_entry(
     if not identity:
         identity = "sha256:" + hashlib.sha256(f"{title}\0{body}".encode()).hexdigest()
     outlet = plain_text(entry.source_name) or single_line(feed_name) or plain_text(feed.title)
+    image = choose_image(entry.media, body, link or feed_link or feed_url)
     return CleanEntry(
         guid=identity,
         url=url,
@@ -78,6 +103,11 @@ def clean_entry(
         source_url=web_url(entry.source_url, link or feed_link or feed_url) or link,
         published=entry.published,
         tags=entry.tags,
+        image_url=image.url,
+        image_width=image.width,
+        image_height=image.height,
+        image_alt=image.alt,
+        why_it_matters=why_it_matters(body),
     )
 
 

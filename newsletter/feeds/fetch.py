@@ -89,7 +89,7 @@ def http_client(timeout: float = 20.0) -> httpx.Client:
         transport=DeadlineTransport(),
         timeout=httpx.Timeout(timeout),
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
-        follow_redirects=False,  # followed one hop at a time, each checked: see _reach
+        follow_redirects=False,  # followed one hop at a time, each checked: see check_reach
     )
 
 
@@ -164,7 +164,7 @@ def _fetch_http(
     target = httpx.URL(url)
     permanent = True
     for hop in range(MAX_REDIRECTS + 1):
-        _reach(name, url, target, download, redirected=hop > 0)
+        check_reach(name, url, target, download, redirected=hop > 0)
         with client.stream("GET", target, headers=conditional) as response:
             if not response.has_redirect_location:
                 moved_to = str(target) if hop and permanent else None
@@ -172,7 +172,7 @@ def _fetch_http(
             permanent = permanent and response.status_code in _PERMANENT_REDIRECTS
             location = response.headers["location"]
             _drain(response)
-        target = _redirect_target(name, url, target, location)
+        target = redirect_target(name, url, target, location)
     raise FeedError(
         f"feed {name!r}: {url} redirects more than {MAX_REDIRECTS} times",
         hint="open the URL in a browser to see where it leads, and put that in config.toml",
@@ -223,7 +223,7 @@ def _capped_body(name: str, url: str, response: httpx.Response) -> bytes:
         raise _too_large(name, url)
     chunks: list[bytes] = []
     size = 0
-    for chunk in _decompressed(response):
+    for chunk in decompressed(response):
         size += len(chunk)
         if size > MAX_FEED_BYTES:
             raise _too_large(name, url)
@@ -234,7 +234,7 @@ def _capped_body(name: str, url: str, response: httpx.Response) -> bytes:
 _PIECE = 2**16  # what one step of decompression may produce at most
 
 
-def _decompressed(response: httpx.Response) -> Iterator[bytes]:
+def decompressed(response: httpx.Response) -> Iterator[bytes]:
     """The body in pieces of at most _PIECE bytes.
 
     httpx inflates each chunk from the network whole: 64 KiB of gzip became 64 MiB at once.
@@ -283,7 +283,7 @@ def _too_large(name: str, where: str) -> FeedError:
     )
 
 
-def _redirect_target(name: str, url: str, current: httpx.URL, location: str) -> httpx.URL:
+def redirect_target(name: str, url: str, current: httpx.URL, location: str) -> httpx.URL:
     try:
         target = current.join(location)
     except httpx.InvalidURL:
@@ -306,7 +306,9 @@ def _origin(url: str) -> tuple[str, int] | None:
     return host_key(parsed.raw_host.decode("ascii")), parsed.port or _DEFAULT_PORTS[parsed.scheme]
 
 
-def _reach(name: str, url: str, target: httpx.URL, download: Download, *, redirected: bool) -> None:
+def check_reach(
+    name: str, url: str, target: httpx.URL, download: Download, *, redirected: bool
+) -> None:
     """Refuse a request to a non-public address, unless config.toml names it.
 
     The host is resolved here, and the connection made to the addresses checked (see

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from newsletter.db import DriverConnection
 from newsletter.feeds.clean import CleanEntry
+from newsletter.feeds.images import with_size
 from newsletter.models import Feed, utcnow
 
 
@@ -31,6 +32,11 @@ _EDITABLE = (
     "tags",
     "source_name",
     "source_url",
+    "image_url",
+    "image_width",
+    "image_height",
+    "image_alt",
+    "why_it_matters",
     "content_hash",
     "updated_at",
 )
@@ -44,18 +50,27 @@ _UPDATE_KEEPING_DATE = f"{_SET_EDITABLE} WHERE feed_id = ? AND guid = ?"
 _UPDATE = f"{_SET_EDITABLE}, published_at = ? WHERE feed_id = ? AND guid = ?"
 
 
+def stored_hashes(connection: DriverConnection, feed_id: int) -> dict[str, str]:
+    """The feed's stored briefings: guid -> content_hash, as the fetch's entries are compared."""
+    stored = dict(connection.execute(_STORED, (feed_id,)))
+    connection.commit()
+    return stored
+
+
 def store_entries(
     connection: DriverConnection,
     feed_id: int,
     entries: Iterable[CleanEntry],
     *,
     window_start: datetime | None = None,
+    image_sizes: Mapping[str, tuple[int, int]] | None = None,
 ) -> IngestCounts:
     """Insert new briefings and update edited ones, committing each so a crash keeps the rest.
 
     New briefings published at or before window_start (where a digest's window can begin at
     the earliest) are counted as too old: a fetch that stores only those says why no digest
-    shows them.
+    shows them. image_sizes (URL -> width, height) are what the fetch's probe read of images
+    the feed gives no size for; an image left without both is stored as none.
 
     Plain SQL through the driver: this runs once per entry of every feed, and SQLAlchemy's
     handling of each statement cost more than the database's writing.
@@ -63,14 +78,15 @@ def store_entries(
     counts = IngestCounts()
     # One time for the whole fetch: undated entries then keep the feed's own order.
     now = utcnow()
-    stored = dict(connection.execute(_STORED, (feed_id,)))
-    connection.commit()
+    stored = stored_hashes(connection, feed_id)
+    sizes = image_sizes or {}
     for clean in entries:
         digest = clean.content_hash
         known = stored.get(clean.guid)
         if known == digest:
             counts.unchanged += 1
             continue
+        image = with_size(clean.image, sizes.get(clean.image_url))
         edited = (
             clean.url,
             clean.title,
@@ -80,6 +96,11 @@ def store_entries(
             json.dumps(list(clean.tags)),
             clean.source_name,
             clean.source_url,
+            image.url,
+            image.width,
+            image.height,
+            image.alt,
+            clean.why_it_matters,
             digest,
             now,
         )

@@ -12,8 +12,10 @@ from typing import Any
 
 import feedparser
 import feedparser.api
+from feedparser.namespaces import mediarss
 
 from newsletter.errors import FeedError
+from newsletter.feeds.images import MediaRef
 
 _SAX_DRIVER = "newsletter.feeds.expat_buffered"
 if _SAX_DRIVER not in feedparser.api.PREFERRED_XML_PARSERS:
@@ -32,6 +34,7 @@ class ParsedEntry:
     published: datetime | None
     source_name: str
     source_url: str
+    media: tuple[MediaRef, ...] = ()  # the item's media:content, media:thumbnail, enclosures
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def _entry(raw: Any) -> ParsedEntry:
         guid=str(raw.get("id", "") or ""),
         link=str(raw.get("link", "") or ""),
         title=str(raw.get("title", "") or ""),
-        summary_html=str(raw.get("summary", "") or ""),
+        summary_html=str(dict.get(raw, "summary") or dict.get(raw, _DESCRIPTION) or ""),
         content_html=content_html,
         tags=tuple(str(tag.get("term") or "") for tag in raw.get("tags", []) if tag.get("term")),
         # dict.get: feedparser's own .get maps a missing key to the other one, with a warning.
@@ -117,7 +120,97 @@ def _entry(raw: Any) -> ParsedEntry:
         # RSS's <source url="..."> (feedparser's href). An Atom <source>'s link is the home
         # page of the feed the entry came from, never the article: the entry's own link is.
         source_url=str(source.get("href") or ""),
+        media=_media(raw),
     )
+
+
+def _media(raw: Any) -> tuple[MediaRef, ...]:
+    # An item-level media:description or media:title describes the item's media.
+    text = str(dict.get(raw, _DESCRIPTION) or dict.get(raw, _ITEM_MEDIA_TEXT) or "")
+    media = [
+        MediaRef(
+            "content",
+            str(item.get("url") or ""),
+            medium=str(item.get("medium") or ""),
+            type=str(item.get("type") or ""),
+            width=str(item.get("width") or ""),
+            height=str(item.get("height") or ""),
+            text=str(item.get(_DESCRIPTION) or item.get(_TITLE) or text),
+        )
+        for item in dict.get(raw, "media_content") or []
+    ]
+    media += [
+        MediaRef(
+            "thumbnail",
+            str(item.get("url") or ""),
+            width=str(item.get("width") or ""),
+            height=str(item.get("height") or ""),
+            text=text,
+        )
+        for item in dict.get(raw, "media_thumbnail") or []
+    ]
+    media += [
+        MediaRef("enclosure", str(item.get("href") or ""), type=str(item.get("type") or ""))
+        for item in dict.get(raw, "enclosures") or []
+    ]
+    return tuple(ref for ref in media if ref.url)
+
+
+# feedparser reads a media:description as the item's description, and one after the item's
+# own as its content (the body became the photo's caption), and keeps nothing of either for
+# the media, where they describe an image (its alt text). Here a media:description is the
+# media's own; it is the item's summary only when the item has none (a video's, in YouTube's
+# feeds). A media:title stays feedparser's (never over the item's own title) and is kept for
+# the media too.
+_DESCRIPTION = "newsletter_media_description"  # on a media:content, and on the item
+_TITLE = "newsletter_title"  # on a media:content
+_ITEM_MEDIA_TEXT = "newsletter_media_text"  # an item-level media:title
+
+
+def _end_media_title(parser: Any) -> None:
+    if parser.elementstack and parser.inentry and not parser.insource:
+        pieces = parser.elementstack[-1][2]
+        text = "".join(p.decode("utf-8", "replace") if isinstance(p, bytes) else p for p in pieces)
+        media = getattr(parser, "_newsletter_media", None)
+        if media is not None:
+            media.setdefault(_TITLE, text)
+        elif text.strip():
+            parser.entries[-1].setdefault(_ITEM_MEDIA_TEXT, text)
+    _ENDS_MEDIA_TITLE(parser)
+
+
+def _start_media_description(parser: Any, attrs_d: Any) -> None:
+    # Stored by feedparser under this name, as an element it does not know would be.
+    parser.push_content(_DESCRIPTION, attrs_d, "text/plain", 1)
+
+
+def _end_media_description(parser: Any) -> None:
+    text = parser.pop_content(_DESCRIPTION)
+    media = getattr(parser, "_newsletter_media", None)
+    if media is not None and text:
+        media.setdefault(_DESCRIPTION, text)
+
+
+def _start_media_content(parser: Any, attrs_d: Any) -> None:
+    _STARTS_MEDIA_CONTENT(parser, attrs_d)
+    context = parser._get_context()
+    parser._newsletter_media = (
+        context["media_content"][-1] if context.get("media_content") else None
+    )
+
+
+def _end_media_content(parser: Any) -> None:
+    parser._newsletter_media = None
+
+
+_STARTS_MEDIA_CONTENT = mediarss.Namespace._start_media_content
+_ENDS_MEDIA_TITLE = mediarss.Namespace._end_media_title
+if not hasattr(mediarss.Namespace, "_end_media_content"):
+    mediarss.Namespace._start_media_content = _start_media_content
+    mediarss.Namespace._end_media_content = _end_media_content
+    mediarss.Namespace._end_media_title = _end_media_title
+    mediarss.Namespace._start_media_description = _start_media_description
+    mediarss.Namespace._end_media_description = _end_media_description
 
 
 def _when(value: Any) -> datetime | None:

@@ -194,8 +194,11 @@ def web_url(value: str, base: str = "") -> str:
     value = value.strip().replace("\n", "").replace("\r", "").replace("\t", "")
     if not value:
         return ""
-    candidate = urljoin(base, value) if base else value
-    parts = urlsplit(candidate)
+    try:
+        candidate = urljoin(base, value) if base else value
+        parts = urlsplit(candidate)
+    except ValueError:  # "http://[x": one broken URL must not stop the feed's other entries
+        return ""
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return ""
     return "" if _UNSAFE_IN_URL.search(candidate) else candidate

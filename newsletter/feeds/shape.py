@@ -204,3 +204,68 @@ def _label(text: str) -> bool:
     """Site furniture as a list item: a menu word, or a short label all in capitals."""
     short = len(text.split()) < 3
     return short and (text.isupper() or text.casefold() in _MENU_LABELS)
+
+
+MAX_WHY_CHARS = 300
+_HEADINGS = frozenset({"h2", "h3", "h4", "h5", "h6"})
+_WHY_LABEL = re.compile(
+    r"why\s+(?:it|this)\s+matters|why\s+it(?:['’]s|\s+is)\s+important", re.IGNORECASE
+)
+_LABEL_END = re.compile(r"\s*[:.—–-]?\s*")
+_EMPHASIS_FIRST = re.compile(r"<p\b[^>]*>\s*<(?:b|strong|em|i|u)>", re.IGNORECASE)
+
+
+def why_it_matters(clean_fragment: str) -> str:
+    """The first sentence under the item's "Why it matters" (or "Why this matters", "Why it's
+    important"): a heading saying so, a paragraph of only those words, or a paragraph that
+    opens with them as a label, in bold or with a colon. "" when the item has none."""
+    if not _WHY_LABEL.search(clean_fragment):
+        return ""  # most items: no such label at all, nothing to scan
+    for block in _blocks(clean_fragment):
+        if block.kind not in _HEADINGS and block.kind != "p":
+            continue
+        html_block = clean_fragment[block.start : block.end]
+        text = _text(html_block)
+        label = _WHY_LABEL.match(text)
+        if label is None:
+            continue
+        after = _LABEL_END.match(text, label.end())
+        rest = text[after.end() if after else label.end() :]
+        if not rest:  # the label alone: what follows is the next block
+            following = next(_meaningful(clean_fragment, block.end), None)
+            if following is None or following.kind in _HEADINGS:
+                continue
+            rest = _text(clean_fragment[following.start : following.end])
+        elif block.kind in _HEADINGS:
+            continue  # "Why it matters to Europe's banks": a section's own title
+        elif not (_EMPHASIS_FIRST.match(html_block) or text[label.end() :].lstrip()[:1] in ":—–-"):
+            continue  # "Why it matters so much is ...": a sentence, not a label
+        sentence = _first_sentence(rest)
+        if sentence:
+            return _cut(sentence, MAX_WHY_CHARS)
+    return ""
+
+
+# Words before a full stop that do not end a sentence ("Dr. Ångström", "U.S. officials").
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "inc", "ltd", "co", "corp", "vs", "no",
+     "e.g", "i.e", "etc", "approx", "gen", "gov", "sen", "rep"}
+)  # fmt: skip
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|[。！？]")
+
+
+def _first_sentence(text: str) -> str:
+    for end in _SENTENCE_END.finditer(text):
+        word = text[: end.start()].rsplit(None, 1)[-1] if text[: end.start()].strip() else ""
+        if word.casefold().rstrip(".") in _ABBREVIATIONS or (len(word) == 1 and word.isupper()):
+            continue  # an abbreviation or an initial ("J. Smith")
+        following = text[end.end() : end.end() + 1]
+        if not following or following.isupper() or following.isdigit() or following in "\"'“‘(":
+            return text[: end.end()].strip()
+    return text.strip()
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:—– ") + "…"

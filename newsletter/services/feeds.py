@@ -15,8 +15,9 @@ from newsletter.db import DriverConnection
 from newsletter.errors import FeedError
 from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchResult, FetchRules, HttpClient, fetch, http_client
-from newsletter.feeds.ingest import IngestCounts, record_fetch, store_entries
+from newsletter.feeds.ingest import IngestCounts, record_fetch, store_entries, stored_hashes
 from newsletter.feeds.pool import parser_pool, settle
+from newsletter.feeds.probe import ImageSizes, images_to_probe, probe_sizes
 from newsletter.models import Briefing, Feed
 
 if TYPE_CHECKING:
@@ -108,9 +109,13 @@ class FeedService:
                 for feed in feeds
             }
             parsing: dict[Future[list[CleanEntry]], tuple[Feed, FetchResult]] = {}
+            Parsed = tuple[Feed, FetchResult, Future[list[CleanEntry]]]
+            probing: dict[Future[ImageSizes], Parsed] = {}
             # Downloads and parses are waited on together: each feed is parsed the moment it
             # has arrived, and stored (on this thread: the store connection is not
-            # thread-safe) the moment it is parsed, whatever the slowest server is doing.
+            # thread-safe) the moment it is parsed, whatever the slowest server is doing. A
+            # feed whose new items have images of unknown size is stored once those are
+            # probed, on a download thread.
             pending: set[Future[Any]] = set(fetching)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -120,9 +125,20 @@ class FeedService:
                         if job is not None:
                             parsing[job] = (fetching[future], future.result())
                             pending.add(job)
+                    elif future in parsing:
+                        feed, result = parsing.pop(future)
+                        sizing = self.app.settings.fetch.probe_images
+                        urls = self._unsized_images(feed, future, store) if sizing else []
+                        if not urls:
+                            self._parsed(feed, result, future, {}, store, report, window_start)
+                            continue
+                        probe = downloads.submit(probe_sizes, urls, client=client, rules=rules)
+                        probing[probe] = (feed, result, future)
+                        pending.add(probe)
                     else:
-                        feed, result = parsing[future]
-                        self._parsed(feed, result, future, store, report, window_start)
+                        feed, result, parsed = probing.pop(future)
+                        sizes = future.result() if future.exception() is None else {}
+                        self._parsed(feed, result, parsed, sizes, store, report, window_start)
         return [reports[name] for name in names if name in reports]
 
     @staticmethod
@@ -156,17 +172,33 @@ class FeedService:
         return None
 
     @staticmethod
+    def _unsized_images(
+        feed: Feed, job: Future[list[CleanEntry]], store: DriverConnection
+    ) -> list[str]:
+        """The images to probe before storing a parsed feed: none when the parse failed."""
+        if job.exception() is not None or feed.id is None:
+            return []  # _parsed reports it
+        try:
+            return images_to_probe(job.result(), stored_hashes(store, feed.id))
+        except Exception:  # the store reports a database that fails, when it fails again
+            store.rollback()
+            return []
+
+    @staticmethod
     def _parsed(
         feed: Feed,
         result: FetchResult,
         job: Future[list[CleanEntry]],
+        image_sizes: ImageSizes,
         store: DriverConnection,
         report: Callable[[Feed, FeedReport], None],
         window_start: datetime,
     ) -> None:
         assert feed.id is not None
         try:
-            counts = store_entries(store, feed.id, job.result(), window_start=window_start)
+            counts = store_entries(
+                store, feed.id, job.result(), window_start=window_start, image_sizes=image_sizes
+            )
         except FeedError as exc:
             store.rollback()
             report(feed, FeedReport(feed.name, "error", error=str(exc)))
