@@ -15,6 +15,7 @@ from email.utils import parseaddr
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+from newsletter.brand import PAPER, brand_of, contrast
 from newsletter.check.findings import ISSUE, Finding, error, note, warning
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
@@ -145,7 +146,21 @@ def check_offline(issue: Issue, settings: Settings) -> list[Finding]:
         *_list_unsubscribe(message, settings),
         *_dkim(issue.message, message, settings),
         *_base_url(settings.publication.base_url),
+        *_brand(settings),
     ]
+
+
+def _brand(settings: Settings) -> Iterator[Finding]:
+    brand = brand_of(settings)
+    for problem in brand.problems:
+        yield warning(problem)
+    if brand.link != brand.accent:
+        yield note(
+            f"[publication] accent_color {brand.accent} has a contrast of "
+            f"{contrast(brand.accent, PAPER):.1f}:1 on white, under the 4.5:1 text needs: "
+            f"links and labels use {brand.link} ({contrast(brand.link, PAPER):.1f}:1), "
+            "rules and bars the accent itself"
+        )
 
 
 def _content(issue: Issue, message: EmailMessage, html: _Scan) -> Iterator[Finding]:

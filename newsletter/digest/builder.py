@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
 from newsletter.digest.plan import Candidate, plan_digest
 from newsletter.digest.themes import ThemeMatcher
+from newsletter.digest.view import (
+    DigestBriefing,
+    DigestSection,
+    DigestView,
+    Picture,
+    Source,
+    anchor,
+)
 from newsletter.errors import ConfigError
 from newsletter.feeds.sanitize import visible_line
 from newsletter.models import (
@@ -29,73 +35,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.render.markdown import render_note
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    url: str
-
-
-@dataclass(frozen=True)
-class DigestBriefing:
-    id: int
-    title: str
-    url: str
-    dek: str
-    key_points: tuple[str, ...]
-    sources: tuple[Source, ...]  # the outlet it began from, then any merged duplicates
-    theme: str
-    published_at: datetime
-
-    @property
-    def source_name(self) -> str:
-        return self.sources[0].name
-
-    @property
-    def source_url(self) -> str:
-        return self.sources[0].url
-
-
-@dataclass(frozen=True)
-class DigestSection:
-    theme: str
-    anchor: str
-    briefings: tuple[DigestBriefing, ...]  # the ones the e-mail shows
-    more: int = 0  # over the caps: on the web edition only
-
-
-@dataclass(frozen=True)
-class DigestView:
-    """Everything a digest says, with no database objects inside."""
-
-    id: int
-    nonce: str
-    list_slug: str
-    list_name: str
-    subject: str
-    preheader: str
-    window_start: datetime
-    window_end: datetime
-    lead: DigestBriefing
-    sections: tuple[DigestSection, ...]  # without the lead; each shows at least one story
-    # Themes whose stories are all over the caps: a line each under "More on the web".
-    web_only_sections: tuple[DigestSection, ...] = ()
-    note_html: str = ""  # the editor's note atop the digest, cleaned like feed HTML
-    note_text: str = ""
-
-    @property
-    def briefings(self) -> list[DigestBriefing]:
-        """Every story the e-mail shows, lead first."""
-        return [self.lead, *(b for section in self.sections for b in section.briefings)]
-
-    @property
-    def web_only(self) -> int:
-        return sum(section.more for section in (*self.sections, *self.web_only_sections))
-
-
-def anchor(theme: str) -> str:
-    return "theme-" + ("-".join(re.findall(r"[a-z0-9]+", theme.casefold())) or "more")
+from newsletter.render.text import shorten
 
 
 def pending_digest(session: Session, mailing_list: MailingList) -> Digest | None:
@@ -235,29 +175,11 @@ def build_digest(
 # header that long is refused by some servers and unreadable everywhere.
 HEADER_LIMIT = 150
 _SHORTEST_LEAD = 40  # a subject template longer than the limit still says what leads
-# What never ends a shortened text: half of a letter or of an emoji.
-_CONTINUES = frozenset({"Mn", "Mc", "Me", "Sk"})
 
 
 def header_text(text: str) -> str:
     """A feed's text as it may go into a subject or preheader (see `visible_line`)."""
     return visible_line(text)
-
-
-def shorten(text: str, limit: int) -> str:
-    """`text`, or its start up to a word boundary and an ellipsis, in at most `limit`
-    characters."""
-    if len(text) <= limit:
-        return text
-    end = limit - 1  # room for the ellipsis
-    space = text.rfind(" ", 0, end + 1)
-    if space > limit // 2:  # a word boundary not too far back; else (CJK) cut between letters
-        end = space
-    while end > 0 and (
-        unicodedata.category(text[end]) in _CONTINUES or text[end] in "\u200d\ufe0f"
-    ):
-        end -= 1
-    return text[:end].rstrip(" \u200d,;:-\u2013\u2014") + "\u2026"
 
 
 def headlines(
@@ -365,6 +287,8 @@ def assemble_view(
             sources=_distinct(Source(briefing.source_name, briefing.source_url), *merged[item.id]),
             theme=item.theme,
             published_at=briefing.published_at,
+            image=_image(briefing),
+            why=briefing.why_it_matters,
         )
         if item.lead:
             lead = value
@@ -393,7 +317,24 @@ def assemble_view(
         web_only_sections=tuple(section for section in sections if not section.briefings),
         note_html=note_html,
         note_text=note_text,
+        issue_number=_issue_number(session, digest),
     )
+
+
+def _image(briefing: Briefing) -> Picture | None:
+    if not (briefing.image_url and briefing.image_width and briefing.image_height):
+        return None
+    alt = briefing.image_alt or briefing.title
+    return Picture(briefing.image_url, briefing.image_width, briefing.image_height, alt)
+
+
+def _issue_number(session: Session, digest: Digest) -> int:
+    """Its place among its list's digests: drafts never sent count too, as the list's
+    archive numbers are what readers see, and a rebuilt draft keeps its id."""
+    counted = select(func.count()).where(
+        col(Digest.list_id) == digest.list_id, col(Digest.id) <= digest.id
+    )
+    return int(session.exec(counted).one())
 
 
 def _distinct(*sources: Source) -> tuple[Source, ...]:

@@ -16,9 +16,10 @@ from dataclasses import replace
 from sqlmodel import Session
 
 from newsletter.config import Settings
-from newsletter.digest.builder import DigestView, Placed, assemble_view, headlines, planned
+from newsletter.digest.builder import Placed, assemble_view, headlines, planned
 from newsletter.digest.plan import in_email
 from newsletter.digest.themes import ThemeMatcher
+from newsletter.digest.view import DigestView
 from newsletter.models import Digest
 
 

@@ -11,18 +11,20 @@ from pathlib import Path
 
 import jinja2
 
+from newsletter.brand import brand_of
 from newsletter.config import Settings
-from newsletter.digest.builder import DigestView
+from newsletter.digest.view import DigestView
 from newsletter.errors import TemplateError
 from newsletter.personalize import Markers
 from newsletter.render.mjml import compile_mjml
-from newsletter.render.text import wrap, wrap_paragraphs
+from newsletter.render.text import shorten, wrap, wrap_paragraphs
 from newsletter.resources import templates_folder
 
 TEMPLATES = templates_folder()  # the bundled ones; an editor's folder overrides file by file
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 GMAIL_CLIP_BYTES = 102 * 1024
+COLUMN_WIDTH = 552  # the e-mail's 600 px less its 24 px margins: pictures are never wider
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def _environment(folders: tuple[Path, ...], *, html: bool) -> jinja2.Environment
     env.filters["wrap"] = wrap
     env.filters["wrap_paragraphs"] = wrap_paragraphs
     env.filters["longdate"] = _long_date
+    env.filters["shorten"] = shorten
     return env
 
 
@@ -101,6 +104,10 @@ def fill_templates(
     context = {
         "digest": view,
         "publication": publication,
+        "brand": brand_of(settings),
+        "images": settings.digest.images,
+        "cards_per_theme": settings.digest.cards_per_theme,
+        "column": COLUMN_WIDTH,
         "standards_note": publication.standards_note.format(publication=publication.name),
         "view_url": archive_url(settings, view.id),
         "recipient": Markers(view.nonce).context,
@@ -188,7 +195,7 @@ def _one_off_mail(
     folder: Path | None = None,
 ) -> RenderedMail:
     folders = search_path(settings, folder)
-    context = {"publication": settings.publication, **context}
+    context = {"publication": settings.publication, "brand": brand_of(settings), **context}
     try:
         source = _environment(folders, html=True).get_template(f"{name}.mjml.j2").render(context)
         text = _environment(folders, html=False).get_template(f"{name}.txt.j2").render(context)
@@ -208,7 +215,9 @@ def render_page(settings: Settings, name: str, **context: object) -> str:
     folders = search_path(settings)
     try:
         template = _environment(folders, html=True).get_template(f"web/{name}")
-        return template.render(publication=settings.publication, **context)
+        return template.render(
+            publication=settings.publication, brand=brand_of(settings), **context
+        )
     except jinja2.TemplateNotFound as exc:
         raise _not_found(folders, exc) from None
     except jinja2.TemplateError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import unicodedata
 
 WIDTH = 78
 
@@ -36,3 +37,23 @@ def wrap_paragraphs(text: str, width: int = WIDTH) -> str:
                 lines.append(wrap(item, width))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+# What never ends a shortened text: half of a letter or of an emoji.
+_CONTINUES = frozenset({"Mn", "Mc", "Me", "Sk"})
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text`, or its start up to a word boundary and an ellipsis, in at most `limit`
+    characters."""
+    if len(text) <= limit:
+        return text
+    end = limit - 1  # room for the ellipsis
+    space = text.rfind(" ", 0, end + 1)
+    if space > limit // 2:  # a word boundary not too far back; else (CJK) cut between letters
+        end = space
+    while end > 0 and (
+        unicodedata.category(text[end]) in _CONTINUES or text[end] in "\u200d\ufe0f"
+    ):
+        end -= 1
+    return text[:end].rstrip(" \u200d,;:-\u2013\u2014") + "\u2026"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from newsletter.check.findings import ISSUE, Finding, count, note
 from newsletter.check.links import LinkLimits, LinkResult, Progress, check_links
 from newsletter.check.offline import Issue, check_offline, links_of
-from newsletter.digest.builder import DigestView
+from newsletter.digest.view import DigestView
 from newsletter.errors import NewsletterError
 from newsletter.render.templating import RenderedDigest, archive_url
 from newsletter.send.message import PreparedMessage

@@ -17,7 +17,6 @@ from sqlmodel import Session, col, select
 from newsletter.audience.tokens import PREVIEW_UNSUBSCRIBE_PATH
 from newsletter.db import list_row
 from newsletter.digest.builder import (
-    DigestView,
     build_digest,
     candidate_briefings,
     digest_view,
@@ -25,6 +24,7 @@ from newsletter.digest.builder import (
     pending_digest,
 )
 from newsletter.digest.editions import Editions, themes_key
+from newsletter.digest.view import DigestView
 from newsletter.errors import NewsletterError
 from newsletter.files import atomic_write
 from newsletter.models import (

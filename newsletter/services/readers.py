@@ -17,6 +17,7 @@ from newsletter.audience.tokens import (
     verify_resubscribe_token,
     verify_unsubscribe_token,
 )
+from newsletter.brand import brand_of
 from newsletter.db import probe_write
 from newsletter.digest.builder import digest_view
 from newsletter.errors import BadToken, NewsletterError, ReaderGone
@@ -189,7 +190,7 @@ class ReaderService:
     def warnings(self) -> list[str]:
         """What an operator should fix before readers see the site."""
         settings = self.app.settings
-        found = []
+        found = list(brand_of(settings).problems)
         if self.standards_path() is not None:
             page = settings.standards_page_path
             starter = bundled("samples", "standards.md").read_text(encoding="utf-8")

@@ -4,6 +4,7 @@ another site's."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,8 +18,8 @@ from newsletter.render.templating import render_page
 SECURITY_HEADERS = {
     # Token URLs must not leak to other sites; pages need no scripts but the signup form's own.
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src https:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "img-src 'self' https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
 }
 PRIVATE = {"Cache-Control": "no-store", **SECURITY_HEADERS}
@@ -28,6 +29,7 @@ WITH_OWN_SCRIPT = {
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
+_BODY_OPENS = re.compile(r"<body[^>]*>", re.IGNORECASE)
 Fields = dict[str, list[str]]
 
 
@@ -50,6 +52,15 @@ class Pages:
             render_page(self.settings, name, standards_href=self.standards_href, **context),
             status_code=status,
             headers=chosen,
+        )
+
+    def edition(self, html: str) -> HTMLResponse:
+        """A sent issue as the archive shows it: the e-mail itself, under the site's bar."""
+        bar = render_page(self.settings, "_edition_bar.html.j2", standards_href=self.standards_href)
+        # The issue is the page's main content: screen readers jump past the bar to it.
+        framed = _BODY_OPENS.sub(lambda opened: opened.group(0) + bar + "<main>", html, count=1)
+        return HTMLResponse(
+            framed.replace("</body>", "</main></body>", 1), headers=SECURITY_HEADERS
         )
 
     def message(

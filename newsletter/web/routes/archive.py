@@ -6,11 +6,12 @@ from __future__ import annotations
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.app import Newsletter
-from newsletter.web.pages import SECURITY_HEADERS, Pages
+from newsletter.brand import BRAND_PATH, brand_of
+from newsletter.web.pages import Pages
 
 
 def routes(app: Newsletter, pages: Pages) -> list[Route]:
@@ -33,7 +34,7 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
                 link="/archive",
                 link_text="All issues",
             )
-        return HTMLResponse(html, headers=SECURITY_HEADERS)
+        return pages.edition(html)
 
     async def atom(request: Request) -> Response:
         feed = await run_in_threadpool(readers.atom)
@@ -42,6 +43,17 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
     async def standards(request: Request) -> Response:
         body = await run_in_threadpool(readers.standards)  # Markdown without raw HTML
         return pages.page("standards.html.j2", private=False, body=Markup(body))  # noqa: S704 (markdown-it, html off)
+
+    brand_files = brand_of(app.settings).files
+
+    async def brand(request: Request) -> Response:
+        found = brand_files.get(request.path_params["name"])
+        if found is None:
+            return pages.message(
+                "There is no file here", "", status=404, link="/", link_text="Home"
+            )
+        # The mail links it with a version in its query: a new logo is a new URL.
+        return FileResponse(found, headers={"Cache-Control": "public, max-age=31536000"})
 
     async def healthz(request: Request) -> Response:
         if await run_in_threadpool(readers.healthy):
@@ -53,6 +65,7 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
         Route("/archive.xml", atom, methods=["GET"]),
         Route("/archive/{digest_id:int}", edition, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route(BRAND_PATH + "/{name}", brand, methods=["GET"]),
     ]
     standards_path = readers.standards_path()
     if standards_path is not None:  # else standards_url is another site's page
