@@ -136,6 +136,11 @@ def parse(raw: bytes) -> EmailMessage:
 def lay_out_publication(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped config, sample feed and subscriber list in `folder`, the working folder."""
     shutil.copy(ROOT / "config.toml", folder / "config.toml")
+    # Tests reach only 127.0.0.1, and the corpus feeds' pictures live on the Internet: the
+    # tests of the probe turn it on, with their pictures on a server of their own.
+    data = tomllib.loads((folder / "config.toml").read_text())
+    data["fetch"]["probe_images"] = False
+    (folder / "config.toml").write_text(dump_toml(data))
     shutil.copytree(ROOT / "samples", folder / "samples")
     shutil.copytree(ROOT / "subscribers", folder / "subscribers")
     monkeypatch.chdir(folder)
@@ -323,3 +328,30 @@ def feed_server() -> Iterator[Any]:
 
     with serve(CORPUS / "feeds") as server:
         yield server
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's), driven by Playwright: one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import chromium
+
+    executable = chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

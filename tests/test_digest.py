@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import load_settings
-from newsletter.digest.builder import DigestBriefing, DigestSection, DigestView, Source, anchor
 from newsletter.digest.plan import Candidate, plan_digest, same_story
 from newsletter.digest.themes import ThemeMatcher
+from newsletter.digest.view import DigestBriefing, DigestSection, DigestView, Source, anchor
 from newsletter.feeds.clean import prepare_entries
 from newsletter.render.templating import render_digest
 from tests.conftest import ROOT, Project
@@ -112,6 +112,7 @@ def sample_briefings() -> list[DigestBriefing]:
             sources=(Source(e.source_name, e.source_url),),
             theme=MATCHER.match(e.tags, e.title)[0],
             published_at=NOW - timedelta(hours=number),
+            why=e.why_it_matters,
         )
         for number, e in enumerate(entries, start=1)
     ]
@@ -156,13 +157,14 @@ def test_every_element_a_reader_needs_is_there_and_every_link_is_absolute() -> N
     for briefing in briefings:
         assert f'href="{briefing.url}"' in html
         assert f'href="{briefing.source_url}"' in html
-    assert html.count("Source assisted: this briefing began from") == len(briefings)
+    # Every story names its outside source in the publication's words, the outlet linked.
+    assert html.count("Source assisted · <a href=") == len(briefings)
     for needle in (
-        "Read the standards</a>",
+        "Read our standards</a>",
         ">Unsubscribe</a>",
         ">View in your browser</a>",
         "1 Example Street, Springfield",
-        "2 more on the web</a>",
+        "2 more on Logistics on the web</a>",
         "Top story",
         '<html lang="en"',
         "prefers-color-scheme: dark",
@@ -185,7 +187,7 @@ def test_thirty_briefings_stay_well_under_gmail_clipping(count: int) -> None:
     rendered = render_digest(view_of(briefings), SETTINGS)
     assert rendered.html_bytes < 90 * 1024, rendered.html_bytes
     assert not rendered.clipped_by_gmail
-    assert rendered.html.count("Source assisted") == count
+    assert rendered.html.count("Source assisted · <a href=") == count
 
 
 def test_text_part_wraps_at_78_columns_except_lone_urls() -> None:
@@ -205,7 +207,7 @@ def test_pinning_and_caps_through_the_cli(project: Project) -> None:
     assert "(+3 on the web only)" in output  # AI & Software 3 -> 2, Logistics 4 -> 2
     text = (project.folder / "p" / "digest.txt").read_text()
     assert text.index("== TOP STORY · MORE BRIEFINGS ==") < text.index("Westbrook")
-    assert "2 more on the web:" in text
+    assert re.search(r"\n2 more on [^\n]+ on the web:\n", text)
     unknown = project.cli("digest", "pin", "nope", "--list", "weekly", expect=1)
     assert "no briefing 'nope'" in unknown.output
 

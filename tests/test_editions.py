@@ -17,8 +17,9 @@ from starlette.testclient import TestClient
 
 from newsletter.app import Newsletter
 from newsletter.config import load_settings
-from newsletter.digest.builder import Placed, anchor, digest_view
+from newsletter.digest.builder import Placed, digest_view
 from newsletter.digest.editions import chosen_themes, edition_items, themes_key
+from newsletter.digest.view import anchor
 from newsletter.models import Briefing, Delivery, Digest, DigestEdition, DigestItem, Subscriber
 from newsletter.personalize import Markers
 from newsletter.render import templating

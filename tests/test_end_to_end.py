@@ -94,20 +94,16 @@ def test_sent_message_headers_and_parts(smtp_project: Project, smtp_server: Smtp
         assert unsubscribe.strip("<>") in text
         assert unsubscribe.strip("<>") in html
         for body in (text, html):
-            assert (
-                body.count(
-                    "Source assisted: this briefing began from a discovered source item from"
-                )
-                == SAMPLE_STORIES
-            )
+            assert body.count("Source assisted · ") == SAMPLE_STORIES
             assert "1 Example Street, Springfield" in body
             assert "https://signaldesk.example/standards" in body
-        assert html.count("Open the original source</a>") == SAMPLE_STORIES
+        # The outlet's name is the link, its accessible name saying where it goes.
+        assert html.count('aria-label="Open the original source at ') == SAMPLE_STORIES
         # The Valdera strike, told by two outlets, is one item naming both.
-        assert 'Also reported by <a href="https://coastalshipping.example.com/' in html
+        assert 'also reported by <a href="https://coastalshipping.example.com/' in html
         assert "Also reported by Coastal Shipping News:" in text
-        assert "from Harbor Ledger." in " ".join(text.split())  # wrapped at 78 columns
-        assert "Read the standards</a>" in html
+        assert "Source assisted · Harbor Ledger" in " ".join(text.split())
+        assert "Read our standards</a>" in html
         assert ">Unsubscribe</a>" in html
         assert "[[nl-" not in text
         assert "[[nl-" not in html

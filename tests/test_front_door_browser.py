@@ -22,15 +22,6 @@ from newsletter.web.app import create_app
 from tests.conftest import ROOT, Project, free_port
 
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def serve(project: Project, **signup: Any) -> Iterator[str]:
@@ -68,21 +59,6 @@ def served(project: Project) -> Iterator[str]:
 @pytest.fixture
 def served_with_proof_of_work(project: Project) -> Iterator[str]:
     yield from serve(project, proof_of_work=True, proof_of_work_max=50_000)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    from tests.test_browser import chromium
-
-    executable = chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def photograph(page: Any, name: str) -> None:
