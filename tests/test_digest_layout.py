@@ -54,6 +54,13 @@ def measure(page: Any) -> dict[str, float]:
     )
 
 
+def thirty_stories() -> DigestView:
+    """The sample's 15 stories twice over (new ids): a full issue at [digest] max_briefings."""
+    briefings = sample_briefings()
+    again = [dataclasses.replace(b, id=b.id + 100, title=b.title + " (II)") for b in briefings]
+    return view_of(briefings + again)
+
+
 def sample_view(*, picture: bool = False) -> DigestView:
     briefings = sample_briefings()
     if picture:
@@ -62,10 +69,11 @@ def sample_view(*, picture: bool = False) -> DigestView:
     return view_of(briefings)
 
 
+@pytest.mark.parametrize("stories", [15, 30])
 def test_the_sample_digest_is_at_most_half_the_height_of_the_old_layout(
-    browser: Any,
+    browser: Any, stories: int
 ) -> None:
-    view = sample_view()
+    view = sample_view() if stories == 15 else thirty_stories()
     old = render_digest(view, SETTINGS, OLD_LAYOUT).html
     new = render_digest(view, SETTINGS).html
     heights = {}
@@ -75,7 +83,7 @@ def test_the_sample_digest_is_at_most_half_the_height_of_the_old_layout(
         page.close()
     ratio = heights["new"] / heights["old"]
     print(
-        f"sample digest at 600 px: {heights['old']} px before, {heights['new']} px now "
+        f"{stories} stories at 600 px: {heights['old']} px before, {heights['new']} px now "
         f"({ratio:.2f}x)"
     )
     assert ratio <= 0.5, heights
@@ -140,3 +148,5 @@ def test_the_picture_is_never_wider_than_the_column_nor_enlarged(tmp_path: Path)
     large = Picture(PICTURE, 2400, 1350, "A large picture")
     assert small.fitted(552) == (320, 200)
     assert large.fitted(552) == (552, 310)
+    square = Picture(PICTURE, 540, 540, "A square picture")
+    assert square.fitted(552) == (330, 330)  # not a screenful on a phone

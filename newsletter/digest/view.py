@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 WORDS_A_MINUTE = 230  # an adult's silent reading of news prose
+TALLEST_PICTURE = 330  # px: a 16:9 picture across the column is 310
 
 
 @dataclass(frozen=True)
@@ -16,11 +17,12 @@ class Picture:
     height: int
     alt: str
 
-    def fitted(self, column: int) -> tuple[int, int]:
-        """Its size in a column `column` pixels wide: never wider than the column, never
+    def fitted(self, column: int, tallest: int = TALLEST_PICTURE) -> tuple[int, int]:
+        """Its size in a column `column` pixels wide: never wider than the column nor taller
+        than `tallest` (a square or portrait picture would fill a phone's screen), never
         enlarged, proportions kept (fixed attributes hold the layout while images are blocked)."""
-        width = min(self.width, column)
-        return width, max(1, round(self.height * width / self.width))
+        width = min(self.width, column, self.width * tallest // self.height)
+        return max(1, width), max(1, round(self.height * width / self.width))
 
 
 @dataclass(frozen=True)
