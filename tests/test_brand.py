@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -16,6 +17,7 @@ from newsletter.brand import PAPER, PAPER_DARK, brand_of, contrast, readable
 from newsletter.config import load_settings
 from newsletter.web.app import create_app
 from tests.conftest import ROOT, Project
+from tests.test_feed_images import png
 
 LOGO = ROOT / "tests" / "data" / "lead-picture.png"  # 1200 x 675
 
@@ -132,3 +134,26 @@ def test_an_issue_in_the_archive_is_framed_by_the_site(branded: Project) -> None
     assert 'href="/archive"' in bar.group(1)
     assert 'href="/subscribe"' in bar.group(1)
     assert 'id="top-story"' in page  # the contents' links land on their sections
+
+
+def test_the_dark_logo_shows_only_in_dark_mode(project: Project, browser: Any) -> None:
+    shutil.copy(LOGO, project.folder / "logo.png")
+    (project.folder / "logo-white.png").write_bytes(png(480, 120))
+    project.update("publication", logo="logo.png", logo_dark="logo-white.png")
+    project.cli("fetch")
+    project.cli("preview", "--list", "weekly", "--out", "p")
+    html = (project.folder / "p" / "digest.html").read_text()
+    shown = {}
+    for scheme in ("light", "dark"):
+        page = browser.new_page(viewport={"width": 600, "height": 800}, color_scheme=scheme)
+        page.route(re.compile(r"^https?://"), lambda route: route.abort())  # as blocked
+        page.set_content(html)
+        shown[scheme] = page.evaluate(
+            """() => [...document.querySelectorAll("h1 img")]
+                .filter((logo) => getComputedStyle(logo).display !== "none")
+                .map((logo) => logo.className)"""
+        )
+        page.close()
+    assert shown == {"light": ["logo-light"], "dark": ["logo-dark"]}
+    # A client without style sheets shows the light one alone: the dark one is hidden inline.
+    assert re.search(r'<img class="logo-dark"[^>]*style="display:none;mso-hide:all;', html)
