@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from newsletter.config import Settings
+from newsletter.feeds.images import image_size
 
 # The palette the templates are drawn on (light, then dark).
 PAPER = "#ffffff"
@@ -25,6 +26,7 @@ READABLE = 4.5  # WCAG 2.1 AA for body text
 # The largest a logo is shown in the masthead, in CSS pixels (a 2x file stays sharp).
 LOGO_MAX_WIDTH = 240
 LOGO_MAX_HEIGHT = 56
+LOGO_LEGIBLE_HEIGHT = 24  # a wordmark shown lower than this is hard to read
 BRAND_PATH = "/brand"  # where `serve` publishes logo files
 
 
@@ -153,33 +155,47 @@ def _brand(settings: Settings, _stamps: tuple[tuple[Path, float], ...]) -> Brand
 
 
 def _logo(settings: Settings, key: str, name: str) -> tuple[Logo | None, str]:
+    """The logo as shown, and what is wrong with it ("" when nothing)."""
     publication = settings.publication
     if not name:
         return None, ""
-    if urlsplit(name).scheme in ("http", "https"):
+    where = f"{settings.path}: [publication] {key}"
+    instead = "the masthead keeps the light logo" if key == "logo_dark" else "it shows the name"
+    scheme = urlsplit(name).scheme
+    if scheme in ("http", "https"):
         assert publication.logo_width is not None
         assert publication.logo_height is not None
-        width, height = _fitted(publication.logo_width, publication.logo_height)
-        return Logo(name, width, height), ""
+        logo = Logo(name, *_fitted(publication.logo_width, publication.logo_height))
+        if scheme == "http":
+            return logo, f"{where}: {name} is plain http, which mail clients warn of or block"
+        return logo, _too_thin(where, logo)
     path = (settings.folder / name).resolve()
-    where = f"{settings.path}: [publication] {key}"
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return None, f"{where}: cannot read {path}: {exc.strerror}; the masthead shows the name"
-    from newsletter.feeds.images import image_size  # only a logo file needs reading
-
+        return None, f"{where}: cannot read {path}: {exc.strerror}; {instead}"
     size = image_size(data[: 256 * 1024])
     if size is None:
-        return None, f"{where}: {path} is not a PNG, JPEG, GIF or WebP image"
+        return None, f"{where}: {path} is not a PNG, JPEG, GIF or WebP image; {instead}"
     natural_width, natural_height = size
     if publication.logo_width and publication.logo_height:
         natural_width, natural_height = publication.logo_width, publication.logo_height
-    width, height = _fitted(natural_width, natural_height)
     version = hashlib.sha256(data).hexdigest()[:10]  # a new file gets a new URL past caches
     stem = "logo-dark" if key == "logo_dark" else "logo"
     url = f"{publication.base_url}{BRAND_PATH}/{stem}{path.suffix.lower()}?v={version}"
-    return Logo(url, width, height, path), ""
+    logo = Logo(url, *_fitted(natural_width, natural_height), path)
+    return logo, _too_thin(where, logo)
+
+
+def _too_thin(where: str, logo: Logo) -> str:
+    if logo.height >= LOGO_LEGIBLE_HEIGHT:
+        return ""
+    widest = LOGO_MAX_WIDTH // LOGO_LEGIBLE_HEIGHT
+    return (
+        f"{where}: shown at {logo.width}x{logo.height} px, too thin to read; the masthead "
+        f"holds {LOGO_MAX_WIDTH}x{LOGO_MAX_HEIGHT} px: use a logo at most {widest} times as "
+        "wide as it is high"
+    )
 
 
 def _fitted(width: int, height: int) -> tuple[int, int]:

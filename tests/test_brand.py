@@ -63,8 +63,15 @@ def test_the_logo_file_is_in_the_mail_and_served_at_a_stable_url(
     branded: Project, client: TestClient
 ) -> None:
     branded.cli("fetch")
+    # The preview shows the file itself, copied beside it: base_url is not served yet.
     branded.cli("preview", "--list", "weekly", "--out", "p")
-    html = (branded.folder / "p" / "digest.html").read_text()
+    preview = (branded.folder / "p" / "digest.html").read_text()
+    assert '<img class="logo-light" src="logo.png"' in preview
+    assert (branded.folder / "p" / "logo.png").read_bytes() == LOGO.read_bytes()
+    branded.cli("subscribers", "add", "reader@example.com", "--list", "weekly")
+    branded.cli("send", "--list", "weekly", "--yes")
+    (mail,) = branded.outbox()
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
     logo = re.search(
         r'<img class="logo-light" src="([^"]+)" width="(\d+)" height="(\d+)" alt="([^"]+)"', html
     )
@@ -134,6 +141,12 @@ def test_an_issue_in_the_archive_is_framed_by_the_site(branded: Project) -> None
     assert 'href="/archive"' in bar.group(1)
     assert 'href="/subscribe"' in bar.group(1)
     assert 'id="top-story"' in page  # the contents' links land on their sections
+    # Anyone may read it: no reader's footer, a way to subscribe instead.
+    assert "because you subscribed" not in page
+    assert "View in your browser" not in page
+    assert re.search(
+        r'sends The Weekly Briefing by e-mail\. <a href="[^"]+/subscribe">Subscribe</a>', page
+    )
 
 
 def test_the_dark_logo_shows_only_in_dark_mode(project: Project, browser: Any) -> None:
@@ -157,3 +170,28 @@ def test_the_dark_logo_shows_only_in_dark_mode(project: Project, browser: Any) -
     assert shown == {"light": ["logo-light"], "dark": ["logo-dark"]}
     # A client without style sheets shows the light one alone: the dark one is hidden inline.
     assert re.search(r'<img class="logo-dark"[^>]*style="display:none;mso-hide:all;', html)
+
+
+def test_the_web_pages_show_one_logo_per_colour_scheme(branded: Project, browser: Any) -> None:
+    (branded.folder / "logo-white.png").write_bytes(png(480, 120))
+    branded.update("publication", logo_dark="logo-white.png")
+    with TestClient(create_app(Newsletter(load_settings(branded.config_path)))) as client:
+        home = client.get("/").text
+    for scheme, expected in (("light", ["logo-light"]), ("dark", ["logo-dark"])):
+        page = browser.new_page(viewport={"width": 375, "height": 800}, color_scheme=scheme)
+        page.set_content(home)
+        shown = page.evaluate(
+            """() => [...document.querySelectorAll("header img")]
+                .filter((logo) => getComputedStyle(logo).display !== "none")
+                .map((logo) => logo.className)"""
+        )
+        page.close()
+        assert shown == expected, scheme
+
+
+def test_a_logo_too_wide_to_read_is_named_by_preview(project: Project) -> None:
+    (project.folder / "wordmark.png").write_bytes(png(2000, 100))
+    project.update("publication", logo="wordmark.png")
+    project.cli("fetch")
+    output = project.cli("preview", "--list", "weekly", "--out", "p").output
+    assert "shown at 240x12 px, too thin to read" in output

@@ -226,6 +226,8 @@ def preview(
         f"{report.briefings} stories{web_only}: {report.html_path} "
         f"({report.html_bytes / 1024:.1f} KB), {report.text_path}, {report.eml_path}"
     )
+    for problem in report.brand_problems:
+        err.print(f"warning: {problem}")
     if report.clipped_by_gmail:
         err.print(
             f"warning: the HTML is {report.html_bytes / 1024:.0f} KB, over Gmail's 102 KB; Gmail "

@@ -81,9 +81,11 @@ def archive_url(settings: Settings, digest_id: int) -> str:
 
 
 def render_digest(
-    view: DigestView, settings: Settings, folder: Path | None = None
+    view: DigestView, settings: Settings, folder: Path | None = None, *, web: bool = False
 ) -> RenderedDigest:
-    source, text = fill_templates(view, settings, folder)
+    """The digest as mailed, or (`web`) as the archive shows it to anyone: no reader's
+    footer, a way to subscribe instead."""
+    source, text = fill_templates(view, settings, folder, web=web)
     return RenderedDigest(
         subject=view.subject,
         preheader=view.preheader,
@@ -93,7 +95,7 @@ def render_digest(
 
 
 def fill_templates(
-    view: DigestView, settings: Settings, folder: Path | None = None
+    view: DigestView, settings: Settings, folder: Path | None = None, *, web: bool = False
 ) -> tuple[str, str]:
     """The MJML source and the plain text of a digest, placeholders left in.
 
@@ -108,6 +110,7 @@ def fill_templates(
         "images": settings.digest.images,
         "cards_per_theme": settings.digest.cards_per_theme,
         "column": COLUMN_WIDTH,
+        "web_edition": web,
         "standards_note": publication.standards_note.format(publication=publication.name),
         "view_url": archive_url(settings, view.id),
         "recipient": Markers(view.nonce).context,

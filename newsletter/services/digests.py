@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, col, select
 
 from newsletter.audience.tokens import PREVIEW_UNSUBSCRIBE_PATH
+from newsletter.brand import brand_of
 from newsletter.db import list_row
 from newsletter.digest.builder import (
     build_digest,
@@ -69,6 +70,7 @@ class PreviewReport:
     sent_at: datetime | None = None  # nothing new: this is the list's last digest, sent then
     themes: tuple[str, ...] = ()  # the edition's; empty: the full digest
     subject: str = ""
+    brand_problems: tuple[str, ...] = ()  # a logo that cannot be shown, and why
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,15 @@ class DigestService:
         sample = self.sample_recipient()
         html_path, text_path = out_dir / "digest.html", out_dir / "digest.txt"
         markers = message.markers
-        atomic_write(html_path, markers.fill(rendered.html, sample, escape_html))
+        html = markers.fill(rendered.html, sample, escape_html)
+        brand = brand_of(self.app.settings)
+        for logo in (brand.logo, brand.logo_dark):
+            if logo is not None and logo.file is not None:
+                # Until `serve` answers at base_url, the mail's logo URL leads nowhere: the
+                # preview shows the file itself, copied beside it.
+                atomic_write(out_dir / logo.file.name, logo.file.read_bytes())
+                html = html.replace(f'src="{escape_html(logo.url)}"', f'src="{logo.file.name}"')
+        atomic_write(html_path, html)
         atomic_write(text_path, markers.fill(rendered.text, sample))
         atomic_write(out_dir / "digest.eml", message.render(sample).replace(b"\r\n", b"\n"))
         return PreviewReport(
@@ -307,6 +317,7 @@ class DigestService:
             current.sent_at,
             current.themes,
             view.subject,
+            brand.problems,
         )
 
 

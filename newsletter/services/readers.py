@@ -172,7 +172,7 @@ class ReaderService:
             if digest is None or digest.status != DigestStatus.SENT:
                 return None
             view = digest_view(session, digest, web_edition=True)
-        rendered = render_digest(view, settings)
+        rendered = render_digest(view, settings, web=True)
         base_url = settings.publication.base_url
         anyone = Recipient(0, "you", "", f"{base_url}/unsubscribe", f"{base_url}/subscribe")
         return Markers(view.nonce).fill(rendered.html, anyone, escape)

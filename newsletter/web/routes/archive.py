@@ -44,10 +44,10 @@ def routes(app: Newsletter, pages: Pages) -> list[Route]:
         body = await run_in_threadpool(readers.standards)  # Markdown without raw HTML
         return pages.page("standards.html.j2", private=False, body=Markup(body))  # noqa: S704 (markdown-it, html off)
 
-    brand_files = brand_of(app.settings).files
-
     async def brand(request: Request) -> Response:
-        found = brand_files.get(request.path_params["name"])
+        # Looked up each time (the brand is cached until a logo file changes): a logo replaced
+        # or added beside config.toml is served without a restart.
+        found = brand_of(app.settings).files.get(request.path_params["name"])
         if found is None:
             return pages.message(
                 "There is no file here", "", status=404, link="/", link_text="Home"
