@@ -11,6 +11,9 @@ sink, in alternating order.
 
     .venv/bin/python bench/send.py --theme-sets 20 [--rounds 4]
 
+With `--dkim rsa` or `--dkim ed25519`, every message is DKIM-signed with a fresh key of that
+kind (RSA 2048 bits), as `[dkim]` in config.toml makes `newsletter send` do.
+
 Needs Debian's postfix package (smtp-sink, smtp-source). Prints a Markdown table.
 """
 
@@ -66,9 +69,32 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("smtp-sink did not start")
 
 
-def publication(work: Path, port: int, count: int, concurrency: int) -> Settings:
+def dkim_key(path: Path, kind: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    key = (
+        ed25519.Ed25519PrivateKey.generate()
+        if kind == "ed25519"
+        else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def publication(
+    work: Path, port: int, count: int, concurrency: int, dkim: str | None = None
+) -> Settings:
     """A config sending to the sink, the sample feed and `count` readers in readers.csv."""
     data = tomllib.loads((ROOT / "config.toml").read_text())
+    if dkim:
+        dkim_key(work / "dkim.pem", dkim)
+        data["dkim"] = {"domain": "signaldesk.example", "selector": "bench", "key_file": "dkim.pem"}
     data["delivery"] = {"transport": "smtp"}
     data["smtp"] = {"host": "127.0.0.1", "port": port, "concurrency": concurrency}
     data["feeds"] = [{"name": "sample", "url": str(ROOT / "samples" / "briefings.xml")}]
@@ -84,6 +110,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--theme-sets", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--dkim", choices=["rsa", "ed25519"], default=None)
     options = parser.parse_args()
     count, concurrency = options.subscribers, options.concurrency
     if options.theme_sets:
@@ -94,7 +121,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             work = Path(folder)
-            settings = publication(work, port, count, concurrency)
+            settings = publication(work, port, count, concurrency, options.dkim)
             with Newsletter(settings) as app:
                 app.subscribers.import_csv(work / "readers.csv", "weekly")
                 app.feeds.fetch()
@@ -131,12 +158,13 @@ def main() -> None:
         sink.terminate()
         sink.wait()
     print(
-        "| messages | size | concurrency | newsletter send | smtp-source | ratio | "
+        "| messages | size | concurrency | DKIM | newsletter send | smtp-source | ratio | "
         "peak RSS (growth during send) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     print(
-        f"| {count:,} | {size / 1024:.0f} KB | {concurrency} | {count / ours:,.0f} msg/s "
+        f"| {count:,} | {size / 1024:.0f} KB | {concurrency} | {options.dkim or 'off'} | "
+        f"{count / ours:,.0f} msg/s "
         f"({ours:.1f} s) | {count / reference:,.0f} msg/s ({reference:.1f} s) | "
         f"{reference / ours:.2f}x | {rss_after / 1024:.0f} MiB "
         f"(+{(rss_after - rss_before) / 1024:.0f}) |"

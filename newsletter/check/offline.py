@@ -248,7 +248,7 @@ def _dkim(raw: bytes, message: EmailMessage, settings: Settings) -> Iterator[Fin
     except NewsletterError as exc:
         yield error(f"[dkim]: {exc.message}")
         return
-    except Exception as exc:  # dkimpy raises its own types, and others beside them
+    except Exception as exc:  # an OpenSSL refusal, or anything else the key brings
         yield error(f"[dkim]: {settings.dkim_key_file} does not sign: {exc}")
         return
     tags = signature_tags(signed[: len(signed) - len(raw)])
