@@ -4,7 +4,8 @@ N readers through Postfix's smtp-sink, each in its own process, as a publisher r
 
     .venv/bin/python bench/serve_beside_send.py [--subscribers 20000] [--rate 200]
 
-The load generator (httpx, threads on 127.0.0.1) sends requests on a fixed schedule, half of
+The load generator (httpx, 16 threads with a kept-alive connection each, on 127.0.0.1)
+sends requests on a fixed schedule, half of
 them page views and half one-click POSTs for distinct readers, from the send's start until it
 ends, and at most --rate x 120 requests. Afterwards: latency percentiles, errors, and for each
 unsubscribe whether the send honoured it (a reader unsubscribed before the send claimed their
@@ -49,6 +50,7 @@ from newsletter.models import (  # noqa: E402
 from tests.conftest import dump_toml  # noqa: E402
 
 CLI = [sys.executable, "-m", "newsletter"]
+WORKERS = 16  # threads of the load generator, each with its own kept-alive connection
 
 
 @dataclass
@@ -88,47 +90,51 @@ def wait_for(url: str, deadline: float = 30.0) -> None:
 def load(
     base: str, tokens: list[tuple[int, str]], rate: float, limit: int, running: threading.Event
 ) -> list[Answer]:
-    """Requests at `rate` a second until the send ends or `limit` are made, each on its slot."""
+    """Requests at `rate` a second until the send ends or `limit` are made, each sent at its
+    slot by one of a fixed pool of threads with a kept-alive connection each (a thread and a
+    connection a request made the generator, not the server, the bottleneck)."""
     answers: list[Answer] = []
     lock = threading.Lock()
-    pending = iter(tokens)
+    slots = iter(range(limit))
+    readers = iter(tokens)
     start = time.monotonic()
 
-    def one(number: int) -> None:
-        slot = start + number / rate
-        time.sleep(max(0.0, slot - time.monotonic()))
-        reader = next(pending, None) if number % 2 else None
-        began = time.perf_counter()
-        try:
-            with httpx.Client(timeout=10.0) as client:
-                if reader is None:
-                    status = client.get(base + "/subscribe").status_code
-                else:
-                    status = client.post(
-                        f"{base}/unsubscribe/{reader[1]}",
-                        content="List-Unsubscribe=One-Click",
-                        headers={"Content-Type": "application/x-www-form-urlencoded"},
-                    ).status_code
-        except httpx.HTTPError:
-            status = 0
-        answer = Answer(
-            "unsubscribe" if reader else "page",
-            status,
-            time.perf_counter() - began,
-            reader[0] if reader else 0,
-            datetime.now(UTC),
-        )
-        with lock:
-            answers.append(answer)
+    def worker() -> None:
+        with httpx.Client(timeout=10.0) as client:
+            while running.is_set():
+                with lock:
+                    number = next(slots, None)
+                    reader = next(readers, None) if number is not None and number % 2 else None
+                if number is None:
+                    return
+                time.sleep(max(0.0, start + number / rate - time.monotonic()))
+                if not running.is_set():
+                    return
+                began = time.perf_counter()
+                try:
+                    if reader is None:
+                        status = client.get(base + "/subscribe").status_code
+                    else:
+                        status = client.post(
+                            f"{base}/unsubscribe/{reader[1]}",
+                            content="List-Unsubscribe=One-Click",
+                            headers={"Content-Type": "application/x-www-form-urlencoded"},
+                        ).status_code
+                except httpx.HTTPError:
+                    status = 0
+                answer = Answer(
+                    "unsubscribe" if reader else "page",
+                    status,
+                    time.perf_counter() - began,
+                    reader[0] if reader else 0,
+                    datetime.now(UTC),
+                )
+                with lock:
+                    answers.append(answer)
 
-    threads: list[threading.Thread] = []
-    for number in range(limit):
-        if not running.is_set():
-            break
-        thread = threading.Thread(target=one, args=(number,), daemon=True)
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(WORKERS)]
+    for thread in threads:
         thread.start()
-        threads.append(thread)
-        time.sleep(max(0.0, start + (number + 1) / rate - time.monotonic() - 0.002))
     for thread in threads:
         thread.join()
     return answers
