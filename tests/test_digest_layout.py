@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from newsletter.digest.view import DigestView, Picture
+from newsletter.digest.view import DigestView, Picture, Source
 from newsletter.render.templating import render_digest
 from tests.conftest import ROOT
 from tests.test_digest import SETTINGS, sample_briefings, view_of
@@ -150,3 +150,11 @@ def test_the_picture_is_never_wider_than_the_column_nor_enlarged(tmp_path: Path)
     assert large.fitted(552) == (552, 310)
     square = Picture(PICTURE, 540, 540, "A square picture")
     assert square.fitted(552) == (330, 330)  # not a screenful on a phone
+
+
+def test_a_picture_of_a_story_without_a_link_is_not_a_link_to_nowhere() -> None:
+    view = sample_view(picture=True)
+    lead = dataclasses.replace(view.lead, url="", sources=(Source(view.lead.source_name, ""),))
+    html = render_digest(dataclasses.replace(view, lead=lead), SETTINGS).html
+    assert f'<img src="{PICTURE}"' in html
+    assert 'href=""' not in html
