@@ -19,7 +19,6 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, inspect, text
 
 from newsletter.config import Settings, load_settings
-from newsletter.db import MIGRATIONS, SCHEMA_HEAD, create_schema
 from newsletter.feeds.clean import CleanEntry, prepare_entries
 from newsletter.feeds.fetch import FetchRules, http_client
 from newsletter.feeds.images import (
@@ -33,6 +32,7 @@ from newsletter.feeds.images import (
 from newsletter.feeds.probe import MAX_PROBES, PROBE_BYTES, images_to_probe, probe_size
 from newsletter.feeds.shape import why_it_matters
 from newsletter.models import Briefing
+from newsletter.schema import MIGRATIONS, SCHEMA_HEAD, create_schema
 from tests.conftest import CORPUS, ROOT, Project
 from tests.feedserver import FeedServer, serve
 from tests.test_fetch_http import configure, fetch_feeds, stored

@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel, create_engine
 
-from newsletter.db import MIGRATIONS, SCHEMA_HEAD, _scripts, create_schema, upgrade
+from newsletter.schema import MIGRATIONS, SCHEMA_HEAD, _scripts, create_schema, upgrade
 from tests.conftest import Project, sqlite_only
 
 
@@ -28,7 +28,7 @@ def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
 def test_a_new_database_is_the_migrated_schema_marked_at_the_newest_migration(
     tmp_path: Path,
 ) -> None:
-    assert _scripts().get_current_head() == SCHEMA_HEAD, "set newsletter.db.SCHEMA_HEAD"
+    assert _scripts().get_current_head() == SCHEMA_HEAD, "set newsletter.schema.SCHEMA_HEAD"
     new = create_engine(f"sqlite:///{tmp_path / 'new.db'}")
     create_schema(new)
     migrated = create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")

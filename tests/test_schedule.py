@@ -391,8 +391,8 @@ def test_a_claimed_slot_is_not_claimed_again(
     first, second = scheduled_app(), scheduled_app()
     slot = clock.now - timedelta(hours=1)
     first.schedule.slots()  # opens the database: the list rows exist
-    assert first.schedule._claim(1, slot, clock.now)
-    assert not second.schedule._claim(1, slot, clock.now)
+    assert first.schedule.ledger.claim(1, slot, clock.now)
+    assert not second.schedule.ledger.claim(1, slot, clock.now)
     entry = only(second.schedule.run())
     assert entry.verdict == "taken"
     assert readers.outbox() == []

@@ -18,24 +18,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, col, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config_sections import MailingList as ListSettings
-from newsletter.db import database_failure, list_row
+from newsletter.db import database_failure
 from newsletter.errors import NewsletterError
-from newsletter.models import Digest, DigestStatus, ScheduledOutcome, ScheduledRun
+from newsletter.models import ScheduledOutcome
 from newsletter.schedule import latest_slot, next_slot
 from newsletter.send.ledger import ProgressCallback
+from newsletter.services.slots import RETRIED, SlotLedger
 
 if TYPE_CHECKING:
     from newsletter.app import Newsletter
     from newsletter.services.feeds import FeedReport
     from newsletter.services.sending import SendReport
 
-# Outcomes a later run within the grace takes over and tries again; the others end the slot.
-RETRIED = frozenset({ScheduledOutcome.WAITING, ScheduledOutcome.FAILED, ScheduledOutcome.STOPPED})
 # While a slot waits (for an approval, another try), the loop looks again this often.
 RETRY_EVERY = timedelta(minutes=15)
 # The loop never sleeps longer than this at once: a clock set right, or a machine that
@@ -118,6 +115,7 @@ class _Send:
 class ScheduleService:
     def __init__(self, app: Newsletter) -> None:
         self.app = app
+        self.ledger = SlotLedger(app)
 
     # --- what is due ------------------------------------------------------------------------
 
@@ -131,7 +129,7 @@ class ScheduleService:
                 if schedule is None:
                     continue
                 latest = latest_slot(schedule, zone, now)
-                _, row, since = self._slot_state(session, declared, latest)
+                _, row, since = self.ledger.state(session, declared.slug, latest)
                 recorded = row.outcome if row else None
                 # As `run` decides: a row left for another try is due even when its digest
                 # is out (a stopped send goes on), otherwise a digest since the slot ends it.
@@ -256,25 +254,6 @@ class ScheduleService:
         settings = self.app.settings
         return (settings.mailing_list(slug),) if slug else settings.lists
 
-    def _slot_state(
-        self, session: Session, declared: ListSettings, slot: datetime
-    ) -> tuple[int, ScheduledRun | None, int | None]:
-        """The list's id, the slot's row if a run claimed it, and a digest built since the
-        slot that is sent or sending (a `newsletter send` after the slot counts as the slot's)."""
-        list_id = list_row(session, self.app.settings, declared.slug).id
-        assert list_id is not None
-        row = session.get(ScheduledRun, (list_id, slot))
-        since = session.exec(
-            select(Digest.id)
-            .where(
-                Digest.list_id == list_id,
-                col(Digest.status).in_([DigestStatus.SENDING, DigestStatus.SENT]),
-                col(Digest.created_at) >= slot,
-            )
-            .order_by(col(Digest.id))
-        ).first()
-        return list_id, row, since
-
     def _run_list(self, declared: ListSettings, options: _Send) -> ListRun:
         schedule = declared.parsed_schedule
         if schedule is None:
@@ -284,7 +263,7 @@ class ScheduleService:
         grace, late = _grace(declared), now - slot
         seen = ListRun(declared.slug, "not due", slot, next_slot(schedule, zone, now), late, grace)
         with self.app.session() as session:
-            list_id, row, since = self._slot_state(session, declared, slot)
+            list_id, row, since = self.ledger.state(session, declared.slug, slot)
             session.commit()  # list_row adds the row of a list new in config.toml
         if row is not None and row.outcome not in RETRIED:
             taken = row.outcome == ScheduledOutcome.RUNNING
@@ -292,12 +271,13 @@ class ScheduleService:
         if row is None and since is not None:
             return _with(seen, "sent since", digest_id=since)
         if late > grace:
-            self._record_missed(list_id, slot, now, row)
+            self.ledger.record_missed(list_id, slot, now, row)
             return _with(seen, "missed", recorded=row.outcome if row else None)
-        if not self._claim(list_id, slot, now):
+        if not self.ledger.claim(list_id, slot, now):
             return _with(seen, "taken", recorded=ScheduledOutcome.RUNNING)
         outcome, entry = self._send(declared, options, seen)
-        self._finish(list_id, slot, outcome, entry)
+        detail = entry.detail or (entry.send.subject if entry.send else "")
+        self.ledger.finish(list_id, slot, outcome, entry.digest_id, entry.sent, detail)
         return entry
 
     def _send(
@@ -336,75 +316,6 @@ class ScheduleService:
         except NewsletterError:
             return None
         return None if plan is None else plan.approval
-
-    # --- the slot's row ---------------------------------------------------------------------
-
-    def _claim(self, list_id: int, slot: datetime, now: datetime) -> bool:
-        """Take the slot for this run: insert its row, or take over one a run left for another
-        try. Each in a transaction of its own, so a rival run sees the claim at once."""
-        with self.app.session() as session:
-            session.add(ScheduledRun(list_id=list_id, slot_at=slot, started_at=now))
-            try:
-                session.commit()
-                return True
-            except IntegrityError:
-                session.rollback()  # another run inserted it first
-            # One UPDATE with the outcome in its WHERE: of two runs at once, one changes the
-            # row and the other (PostgreSQL re-reads the row it waited for) changes nothing.
-            taken = session.connection().execute(
-                update(ScheduledRun)
-                .where(
-                    col(ScheduledRun.list_id) == list_id,
-                    col(ScheduledRun.slot_at) == slot,
-                    col(ScheduledRun.outcome).in_(sorted(RETRIED)),
-                )
-                .values(outcome=ScheduledOutcome.RUNNING, started_at=now, finished_at=None)
-            )
-            session.commit()
-            return taken.rowcount == 1
-
-    def _finish(
-        self, list_id: int, slot: datetime, outcome: ScheduledOutcome, entry: ListRun
-    ) -> None:
-        detail = entry.detail or (entry.send.subject if entry.send else "")
-        with self.app.session() as session:
-            row = session.get(ScheduledRun, (list_id, slot))
-            assert row is not None  # claimed by this run, never deleted
-            row.outcome, row.finished_at = outcome, self.app.now()
-            row.digest_id, row.sent, row.detail = entry.digest_id, entry.sent, detail
-            session.add(row)
-            session.commit()
-
-    def _record_missed(
-        self, list_id: int, slot: datetime, now: datetime, row: ScheduledRun | None
-    ) -> None:
-        """Mark a slot past its grace as missed, once: the next runs read it as handled."""
-        with self.app.session() as session:
-            if row is None:
-                session.add(
-                    ScheduledRun(
-                        list_id=list_id,
-                        slot_at=slot,
-                        started_at=now,
-                        finished_at=now,
-                        outcome=ScheduledOutcome.MISSED,
-                    )
-                )
-                try:
-                    session.commit()
-                except IntegrityError:
-                    session.rollback()  # another run recorded it (or took it) first
-                return
-            session.connection().execute(
-                update(ScheduledRun)
-                .where(
-                    col(ScheduledRun.list_id) == list_id,
-                    col(ScheduledRun.slot_at) == slot,
-                    col(ScheduledRun.outcome) == row.outcome,
-                )
-                .values(outcome=ScheduledOutcome.MISSED, finished_at=now)
-            )
-            session.commit()
 
 
 def _grace(declared: ListSettings) -> timedelta:
