@@ -149,6 +149,23 @@ def test_an_issue_in_the_archive_is_framed_by_the_site(branded: Project) -> None
     )
 
 
+def logos_shown(browser: Any, html: str, where: str) -> dict[str, list[str]]:
+    """The classes of the logos under `where` a reader sees, light and dark, images blocked."""
+    shown = {}
+    for scheme in ("light", "dark"):
+        page = browser.new_page(viewport={"width": 375, "height": 800}, color_scheme=scheme)
+        page.route(re.compile(r"^https?://"), lambda route: route.abort())
+        page.set_content(html)
+        shown[scheme] = page.evaluate(
+            """(where) => [...document.querySelectorAll(where + " img")]
+                .filter((logo) => getComputedStyle(logo).display !== "none")
+                .map((logo) => logo.className)""",
+            where,
+        )
+        page.close()
+    return shown
+
+
 def test_the_dark_logo_shows_only_in_dark_mode(project: Project, browser: Any) -> None:
     shutil.copy(LOGO, project.folder / "logo.png")
     (project.folder / "logo-white.png").write_bytes(png(480, 120))
@@ -156,18 +173,7 @@ def test_the_dark_logo_shows_only_in_dark_mode(project: Project, browser: Any) -
     project.cli("fetch")
     project.cli("preview", "--list", "weekly", "--out", "p")
     html = (project.folder / "p" / "digest.html").read_text()
-    shown = {}
-    for scheme in ("light", "dark"):
-        page = browser.new_page(viewport={"width": 600, "height": 800}, color_scheme=scheme)
-        page.route(re.compile(r"^https?://"), lambda route: route.abort())  # as blocked
-        page.set_content(html)
-        shown[scheme] = page.evaluate(
-            """() => [...document.querySelectorAll("h1 img")]
-                .filter((logo) => getComputedStyle(logo).display !== "none")
-                .map((logo) => logo.className)"""
-        )
-        page.close()
-    assert shown == {"light": ["logo-light"], "dark": ["logo-dark"]}
+    assert logos_shown(browser, html, "h1") == {"light": ["logo-light"], "dark": ["logo-dark"]}
     # A client without style sheets shows the light one alone: the dark one is hidden inline.
     assert re.search(r'<img class="logo-dark"[^>]*style="display:none;mso-hide:all;', html)
 
@@ -177,16 +183,10 @@ def test_the_web_pages_show_one_logo_per_colour_scheme(branded: Project, browser
     branded.update("publication", logo_dark="logo-white.png")
     with TestClient(create_app(Newsletter(load_settings(branded.config_path)))) as client:
         home = client.get("/").text
-    for scheme, expected in (("light", ["logo-light"]), ("dark", ["logo-dark"])):
-        page = browser.new_page(viewport={"width": 375, "height": 800}, color_scheme=scheme)
-        page.set_content(home)
-        shown = page.evaluate(
-            """() => [...document.querySelectorAll("header img")]
-                .filter((logo) => getComputedStyle(logo).display !== "none")
-                .map((logo) => logo.className)"""
-        )
-        page.close()
-        assert shown == expected, scheme
+    assert logos_shown(browser, home, "header") == {
+        "light": ["logo-light"],
+        "dark": ["logo-dark"],
+    }
 
 
 def test_a_logo_too_wide_to_read_is_named_by_preview(project: Project) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from html import escape
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,7 +142,7 @@ def test_blocked_pictures_keep_the_layout(browser: Any, width: int) -> None:
     assert all(abs(a - b) <= 2 for a, b in zip(shown, blocked, strict=True)), (shown, blocked)
 
 
-def test_the_picture_is_never_wider_than_the_column_nor_enlarged(tmp_path: Path) -> None:
+def test_the_picture_is_never_wider_than_the_column_nor_enlarged() -> None:
     small = Picture(PICTURE, 320, 200, "A small picture")
     large = Picture(PICTURE, 2400, 1350, "A large picture")
     assert small.fitted(552) == (320, 200)
