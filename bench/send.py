@@ -69,6 +69,23 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("smtp-sink did not start")
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_cpu() -> float:
+    """CPU seconds of the children waited for so far (smtp-source, sending workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def dkim_key(path: Path, kind: str) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -129,12 +146,18 @@ def main() -> None:
                 assert draft is not None
                 size = len(draft.message.render(app.digests.sample_recipient()))
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            cpu_before, sink_before = own_cpu(), process_cpu(sink.pid)
+            workers_before = children_cpu()
             started = time.perf_counter()
             with Newsletter(settings) as app:  # as `newsletter send` runs: the database opens
                 report = app.sending.send("weekly")
             ours = time.perf_counter() - started
+            our_cpu = own_cpu() - cpu_before + children_cpu() - workers_before
+            our_sink_cpu = process_cpu(sink.pid) - sink_before
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             assert report.summary.sent == count, report.summary
+        sink_before = process_cpu(sink.pid)
+        source_before = children_cpu()
         started = time.perf_counter()
         subprocess.run(
             [
@@ -154,6 +177,8 @@ def main() -> None:
             check=True,
         )
         reference = time.perf_counter() - started
+        source_cpu = children_cpu() - source_before
+        reference_sink_cpu = process_cpu(sink.pid) - sink_before
     finally:
         sink.terminate()
         sink.wait()
@@ -168,6 +193,13 @@ def main() -> None:
         f"({ours:.1f} s) | {count / reference:,.0f} msg/s ({reference:.1f} s) | "
         f"{reference / ours:.2f}x | {rss_after / 1024:.0f} MiB "
         f"(+{(rss_after - rss_before) / 1024:.0f}) |"
+    )
+    micro = 1e6 / count
+    print(
+        f"\nCPU a message: newsletter send {our_cpu * micro:.0f} µs + its sink "
+        f"{our_sink_cpu * micro:.0f} µs ({(our_cpu + our_sink_cpu) / ours:.0%} of one core); "
+        f"smtp-source {source_cpu * micro:.0f} µs + its sink {reference_sink_cpu * micro:.0f} µs "
+        f"({(source_cpu + reference_sink_cpu) / reference:.0%} of one core)"
     )
 
 

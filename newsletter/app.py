@@ -27,6 +27,7 @@ from newsletter.send.transport import Transport
 
 if TYPE_CHECKING:
     from newsletter.db import Database
+    from newsletter.send.dispatch import PoolFactory
     from newsletter.services.bounces import BounceService
     from newsletter.services.check import CheckService
     from newsletter.services.desk import DeskService
@@ -48,6 +49,8 @@ class Transports:
     factory: Callable[[], Transport]
     concurrency: int
     description: str  # "Maildir /path/outbox", "SMTP host:port": for the editor
+    # A send's connections, given how many; None: `factory`'s transports in threads.
+    pool: PoolFactory | None = None
 
 
 @dataclass
@@ -240,6 +243,7 @@ def default_transports(settings: Settings) -> Transports:
 
         path = settings.maildir_path
         return Transports(lambda: MaildirTransport(path), 1, f"Maildir {path}")
+    from newsletter.send.multiplex import SmtpMultiplexer
     from newsletter.send.smtp import SmtpTransport
 
     smtp, password, ca_file = settings.smtp, smtp_password(), settings.smtp_ca_file
@@ -247,4 +251,5 @@ def default_transports(settings: Settings) -> Transports:
         lambda: SmtpTransport(smtp, password, ca_file),
         smtp.concurrency,
         f"SMTP {smtp.host}:{smtp.port}",
+        pool=lambda size: SmtpMultiplexer(smtp, password, ca_file, size),
     )

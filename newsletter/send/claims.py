@@ -2,9 +2,9 @@
 
 snapshot -> queued rows (one statement) -> claim a batch (sending, with owner and time) -> send ->
 sent / queued again with backoff (4xx) / deferred (retries used up) / failed (5xx).
-Each outcome is committed as soon as it is known, so a crash loses at most the messages in flight,
-and a rerun takes over claims whose lease ran out. The threads and transports that do the
-sending are `dispatch.Dispatcher`'s.
+Outcomes are committed within moments of being known, so a crash re-sends at most the messages
+in flight and those taken in the last moment (`dispatch.RECORD_EVERY`), and a rerun takes over
+claims whose lease ran out. The sending is `dispatch.Dispatcher`'s.
 """
 
 from __future__ import annotations
@@ -161,27 +161,29 @@ class Claims:
             return utcnow()
         return min(candidates) if candidates else None
 
+    def record_sent(self, session: Session, sent: list[tuple[int, str]]) -> None:
+        """Mark these (subscriber, Message-ID) deliveries sent: one prepared UPDATE by primary
+        key for them all, no ORM objects, and one commit."""
+        now = utcnow()
+        session.connection().execute(
+            _MARK_SENT,
+            [
+                {"digest": self.digest_id, "subscriber": subscriber, "now": now, "message_id": id_}
+                for subscriber, id_ in sent
+            ],
+        )
+        session.commit()
+
     def record(
         self,
         session: Session,
         subscriber: Reader,
-        error: DeliveryRefused | None,
+        error: DeliveryRefused,
         message_id: str,
         summary: SendSummary,
     ) -> Outcome:
-        if error is None:
-            # The hot path: one prepared UPDATE by primary key and a commit, no ORM objects.
-            session.connection().execute(
-                _MARK_SENT,
-                {
-                    "digest": self.digest_id,
-                    "subscriber": subscriber.id,
-                    "now": utcnow(),
-                    "message_id": message_id,
-                },
-            )
-            summary.sent += 1
-            return "sent"
+        """Record a refusal: retried later, deferred, failed (suppressing a mailbox that does
+        not exist) or, when it blames the sender, queued again untouched."""
         row = session.get(Delivery, (self.digest_id, subscriber.id))
         assert row is not None
         now = utcnow()

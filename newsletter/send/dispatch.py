@@ -1,7 +1,9 @@
-"""Dispatch: the worker threads and transports that send one digest's queued deliveries.
+"""Dispatch: one thread that claims a digest's queued deliveries, renders, signs and paces
+each, hands it to a pool of connections and records how each ended.
 
-Each thread renders, signs, paces and sends with a transport of its own; the ledger's SQL (what
-is claimed, how each outcome is recorded, leases) is `claims.Claims`'s.
+The connections are a `pool.SendPool`'s (for SMTP, one multiplexing thread; for a Maildir or a
+test's transport, threads); the ledger's SQL (what is claimed, how each outcome is recorded,
+leases) is `claims.Claims`'s.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from secrets import token_hex
 
@@ -24,12 +26,20 @@ from newsletter.personalize import Recipient
 from newsletter.send.claims import Claims, blames_sender
 from newsletter.send.ledger import ProgressCallback, Reader, RetryPolicy, SendSummary, ledger_counts
 from newsletter.send.message import Envelope, PreparedMessage
+from newsletter.send.pool import SendPool, ThreadedPool
 from newsletter.send.ratelimit import RateLimiter
-from newsletter.send.transport import Transport, TransportFactory
+from newsletter.send.transport import TransportFactory
+
+Posted = tuple[Reader, str]  # a reader and the Message-ID their copy went out with
+PoolFactory = Callable[[int], SendPool[Posted]]  # a pool of that many connections
+
+# Messages the server took are written to the ledger together, at most this long after: a
+# crash re-sends those (and what is in flight), never loses one.
+RECORD_EVERY = 0.02
 
 
 class Dispatcher:
-    """Sends one digest's queued deliveries with `concurrency` transports in worker threads.
+    """Sends one digest's queued deliveries over `concurrency` connections.
 
     `message` is the full digest's; a delivery of an edition gets `editions(edition_id)`'s,
     built the first time a reader of that edition is claimed and kept for the others.
@@ -52,6 +62,7 @@ class Dispatcher:
         signer: Callable[[bytes], bytes] | None = None,
         rate_limiter: RateLimiter | None = None,
         editions: Callable[[int], PreparedMessage] | None = None,
+        pool: PoolFactory | None = None,
     ) -> None:
         self.database = database
         self.digest_id = digest_id
@@ -62,7 +73,9 @@ class Dispatcher:
         self.envelope_sender = envelope_sender
         self.signer = signer
         self.rate_limiter = rate_limiter or RateLimiter(0)
-        self.transport_factory = transport_factory
+        self.pool_factory: PoolFactory = pool or (
+            lambda size: ThreadedPool(transport_factory, size)
+        )
         self.recipient = recipient
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
@@ -72,18 +85,8 @@ class Dispatcher:
         self.claims = Claims(
             database.engine.dialect.name, digest_id, list_id, self.owner, self.retry
         )
-        self._local = threading.local()
-        self._transports: list[Transport] = []
-        self._transports_lock = threading.Lock()
-
-    def _transport(self) -> Transport:
-        transport: Transport | None = getattr(self._local, "transport", None)
-        if transport is None:
-            transport = self.transport_factory()
-            self._local.transport = transport
-            with self._transports_lock:
-                self._transports.append(transport)
-        return transport
+        self._sent: list[Posted] = []  # taken by the server, not yet in the ledger
+        self._recorded = time.monotonic()
 
     def message_for(self, edition_id: int | None) -> PreparedMessage:
         """The message of an edition (None, or no `editions`: the full digest)."""
@@ -94,63 +97,63 @@ class Dispatcher:
             prepared = self._messages[edition_id] = self.editions(edition_id)
         return prepared
 
-    def _send_one(
-        self, subscriber: Reader, message: PreparedMessage | None = None
-    ) -> tuple[DeliveryRefused | None, str]:
-        message = message or self.message
-        recipient = self.recipient(subscriber)
+    def _post(self, pool: SendPool[Posted], reader: Reader) -> DeliveryRefused | None:
+        """Render and sign the reader's copy and hand it to the pool; why not, if it cannot be."""
+        message = self.message_for(reader.edition_id)
+        recipient = self.recipient(reader)
         message_id = message.message_id(recipient)
-        envelope = Envelope(self.envelope_sender(recipient), recipient.email)
         try:
+            envelope = Envelope(self.envelope_sender(recipient), recipient.email)
             raw = message.render(recipient)
             if self.signer is not None:
                 raw = self.signer(raw)
-            self.rate_limiter.wait()
-            self._transport().send(envelope, raw)
-        except (DeliveryRefused, TransportError) as refused:
-            if isinstance(refused, TransportError):
-                raise
-            return refused, message_id
         except Exception as exc:  # one bad address or value must never stop the send
-            return DeliveryRefused(f"not sent: {exc!r}", code=None, permanent=True), message_id
-        return None, message_id
+            return DeliveryRefused(f"not sent: {exc!r}", code=None, permanent=True)
+        pool.submit((reader, message_id), envelope, raw)
+        return None
 
     def run(self) -> SendSummary:
         summary = SendSummary()
         with self.database.session() as session:
             self.claims.prepare_run(session)
+            pool = self.pool_factory(self.concurrency)
             try:
-                with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
-                    self._pump(session, pool, summary)
+                self._pump(session, pool, summary)
             finally:
-                with self._transports_lock:
-                    for transport in self._transports:
-                        transport.close()
+                pool.close()
             self._finish(session, summary)
         return summary
 
-    def _pump(self, session: Session, pool: ThreadPoolExecutor, summary: SendSummary) -> None:
-        in_flight: dict[Future[tuple[DeliveryRefused | None, str]], Reader] = {}
-        backlog: list[Reader] = []
+    def _pump(self, session: Session, pool: SendPool[Posted], summary: SendSummary) -> None:
+        backlog: deque[Reader] = deque()
         fatal: TransportError | None = None
         renewed = time.monotonic()
         try:
             while True:
                 if time.monotonic() - renewed > self.retry.lease_seconds / 3:
+                    self._record(session, summary, force=True)
                     self.claims.renew(session)
                     renewed = time.monotonic()
+                paced = 0.0  # how long the rate limit holds the next message back
                 if not self.stop.is_set() and fatal is None:
                     if not backlog:
                         # small batches, so that workers sharing a ledger share the work
-                        backlog = self.claims.claim(session, self.concurrency * 10)
-                    while backlog and len(in_flight) < self.concurrency * 2:
-                        subscriber = backlog.pop(0)
-                        # Chosen here, in the one thread that reads the database.
-                        message = self.message_for(subscriber.edition_id)
-                        in_flight[pool.submit(self._send_one, subscriber, message)] = subscriber
-                if not in_flight:
+                        backlog.extend(self.claims.claim(session, self.concurrency * 10))
+                    while backlog and pool.free() > 0:
+                        paced = self.rate_limiter.delay()
+                        if paced:
+                            break
+                        reader = backlog.popleft()
+                        refused = self._post(pool, reader)
+                        if refused is not None:
+                            self._outcome(session, reader, refused, "", summary)
+                if not pool.busy():
+                    self._record(session, summary, force=True)
                     if self.stop.is_set() or fatal is not None:
                         break
+                    if backlog:
+                        self.stop.wait(paced)
+                        continue
                     wake = self.claims.next_wake(session)
                     if wake is None:
                         break
@@ -158,40 +161,60 @@ class Dispatcher:
                     self.claims.reclaim_expired(session, utcnow())
                     session.commit()
                     continue
-                done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in done:
-                    subscriber = in_flight.pop(future)
-                    try:
-                        error, message_id = future.result()
-                    except TransportError as exc:
-                        fatal = fatal or exc
-                        backlog.append(subscriber)
+                timeout = min(paced or 1.0, RECORD_EVERY if self._sent else 1.0)
+                for (reader, message_id), failure in pool.poll(timeout):
+                    if isinstance(failure, TransportError):
+                        fatal = fatal or failure
+                        backlog.append(reader)
                         continue
-                    self.progress(
-                        self.claims.record(session, subscriber, error, message_id, summary)
-                    )
-                    if error is not None and blames_sender(error):
+                    self._outcome(session, reader, failure, message_id, summary)
+                    if failure is not None and blames_sender(failure):
                         fatal = fatal or TransportError(
-                            f"the mail server refused the sender: {error.message}",
+                            f"the mail server refused the sender: {failure.message}",
                             hint="fix the sending setup (DNS, DKIM, relay rights); "
                             "the rest stays queued for the next `newsletter send`",
                         )
-                # One commit for every outcome known by now: nothing waits to be recorded.
-                session.commit()
+                self._record(session, summary)
         finally:
             # Whatever ended the loop, record what was in flight and give back what was not.
-            for future, subscriber in in_flight.items():
-                try:
-                    error, message_id = future.result()
-                except TransportError:
-                    backlog.append(subscriber)
-                    continue
-                self.progress(self.claims.record(session, subscriber, error, message_id, summary))
-            session.commit()
+            while pool.busy():
+                for (reader, message_id), failure in pool.poll(1.0):
+                    if isinstance(failure, TransportError):
+                        backlog.append(reader)
+                    else:
+                        self._outcome(session, reader, failure, message_id, summary)
+            self._record(session, summary, force=True)
             self.claims.release(session, [reader.id for reader in backlog])
             summary.stopped_early = self.stop.is_set() or fatal is not None
         if fatal is not None:
             raise fatal
+
+    def _outcome(
+        self,
+        session: Session,
+        reader: Reader,
+        failure: DeliveryRefused | None,
+        message_id: str,
+        summary: SendSummary,
+    ) -> None:
+        """A message's end: a delivery waits to be recorded with the others; a refusal is
+        recorded (and committed) at once, being rare and deciding what comes next."""
+        if failure is None:
+            self._sent.append((reader, message_id))
+            self.progress("sent")
+        else:
+            self.progress(self.claims.record(session, reader, failure, message_id, summary))
+
+    def _record(self, session: Session, summary: SendSummary, *, force: bool = False) -> None:
+        """Write the deliveries taken since the last time, in one statement and one commit."""
+        now = time.monotonic()
+        if not self._sent:
+            self._recorded = now  # the clock starts with the first delivery waiting
+        elif force or now - self._recorded >= RECORD_EVERY:
+            sent, self._sent = self._sent, []
+            self.claims.record_sent(session, [(r.id, message_id) for r, message_id in sent])
+            summary.sent += len(sent)
+            self._recorded = now
 
     def _sleep_until(self, wake: datetime) -> None:
         """Wait for a retry to fall due or another worker's lease to end, looking again often:

@@ -1,26 +1,24 @@
-"""A shared cap on messages per second, across every sending thread."""
+"""A cap on messages per second, asked by the dispatcher before each message."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 
 class RateLimiter:
-    """Spaces calls to `wait` at least 1/rate seconds apart; rate 0 means no cap."""
+    """Lets messages go at least 1/rate seconds apart; rate 0 means no cap."""
 
     def __init__(self, rate_per_second: float) -> None:
         self._interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
         self._next = time.monotonic()
-        self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def delay(self) -> float:
+        """0.0, taking the next slot, when a message may go now; else how long until one may
+        (the slot is not taken)."""
         if not self._interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(self._next, now)
-            self._next = slot + self._interval
-        delay = slot - now
-        if delay > 0:
-            time.sleep(delay)
+            return 0.0
+        now = time.monotonic()
+        if self._next > now:
+            return self._next - now
+        self._next = max(self._next, now) + self._interval
+        return 0.0

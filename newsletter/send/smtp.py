@@ -1,9 +1,12 @@
-"""SMTP delivery over one reused connection. The only module that imports the SMTP client."""
+"""SMTP: one message's exchange with a server, and delivery over one reused blocking
+connection. With `multiplex`, the only modules that speak SMTP."""
 
 from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.config_sections import Smtp
@@ -17,47 +20,122 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
-def _dot_stuffed(message: bytes) -> bytes:
-    """Double every dot that starts a line (RFC 5321 4.5.2); bytes.replace is 25x a regex here."""
+Reply = tuple[int, bytes]
+# What one message's exchange asks of its connection, step by step: these bytes written, then
+# this many replies read and sent back in. Blocking (SmtpTransport) or multiplexed
+# (multiplex.SmtpMultiplexer), the conversation is the same.
+Exchange = Generator[tuple[list[bytes], int], list[Reply], "Ending"]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one message's exchange ended: delivered (no failure) or not, and whether its
+    connection may carry the next message."""
+
+    failure: DeliveryRefused | TransportError | None = None
+    drop: bool = False
+
+
+def dot_stuffed(message: bytes) -> list[bytes]:
+    """The message as DATA carries it, in pieces to write as they are: every dot that starts a
+    line doubled (RFC 5321 4.5.2; bytes.replace is 25x a regex and copies nothing when there
+    is no such dot), then the terminating line."""
     stuffed = message.replace(b"\r\n.", b"\r\n..")
-    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    return [stuffed, b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"]
 
 
-def _pipelined_send(client: smtplib.SMTP, envelope: Envelope, message: bytes) -> None:
-    """MAIL, RCPT and DATA in one write (RFC 2920), then the message: two round trips, not four.
+def exchange(envelope: Envelope, message: bytes, pipelining: bool) -> Exchange:
+    """MAIL, RCPT and DATA, in one write when the server pipelines (RFC 2920: two round trips,
+    not four), then the message; a refusal is followed by RSET, unless the connection is lost."""
+    commands = [
+        f"MAIL FROM:<{envelope.sender}>\r\n".encode("ascii"),
+        f"RCPT TO:<{envelope.recipient}>\r\n".encode("ascii"),
+        b"DATA\r\n",
+    ]
+    replies: list[Reply]
+    if pipelining:
+        replies = yield [b"".join(commands)], 3
+    else:
+        replies = []
+        for command, accepted in zip(commands, ((250,), (250, 251), (354,)), strict=True):
+            replies += yield [command], 1
+            if replies[-1][0] not in accepted:
+                break
+    (mail, mail_reply), *rest = replies
+    rcpt, rcpt_reply = rest[0] if rest else (0, b"")
+    data, data_reply = rest[1] if len(rest) > 1 else (0, b"")
+    if data == 354:
+        if mail == 250 and rcpt in (250, 251):
+            ((code, reply),) = yield dot_stuffed(message), 1
+            if code == 250:
+                return Ending()
+            return (yield from _refused(code, reply))
+        yield [b".\r\n"], 1  # a server that took DATA anyway: end an empty message
+    if mail != 250:
+        return Ending(sender_refused(envelope.sender, mail, mail_reply), drop=True)
+    if rcpt not in (250, 251):
+        return (yield from _refused(rcpt, rcpt_reply))
+    return (yield from _refused(data, data_reply))
 
-    Raises the same smtplib exceptions as SMTP.sendmail, so callers treat both alike.
-    """
-    client.send(
-        f"MAIL FROM:<{envelope.sender}>\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n".encode(
-            "ascii"
-        )
+
+def _refused(code: int, reply: bytes) -> Exchange:
+    refusal = DeliveryRefused(f"{code} {reply_text(reply)}", code=code, permanent=500 <= code < 600)
+    if code == 421:  # the server is closing the connection
+        return Ending(refusal, drop=True)
+    ((reset, _),) = yield [b"RSET\r\n"], 1
+    return Ending(refusal, drop=reset != 250)
+
+
+def open_client(smtp: Smtp, password: str, ca_file: Path | None) -> smtplib.SMTP:
+    """A connection greeted, secured and logged in as `[smtp]` says, ready for MAIL FROM."""
+    where = f"{smtp.host}:{smtp.port}"
+    try:
+        client: smtplib.SMTP
+        if smtp.security == "tls":
+            client = smtplib.SMTP_SSL(
+                smtp.host, smtp.port, timeout=smtp.timeout, context=tls_context(ca_file)
+            )
+        else:
+            client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+        client.ehlo_or_helo_if_needed()
+        if smtp.security == "starttls":
+            client.starttls(context=tls_context(ca_file))
+            client.ehlo()
+        if smtp.username:
+            client.login(smtp.username, password)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise TransportError(
+            f"SMTP server {where} refused the login for {smtp.username!r}: {exc.smtp_code}",
+            hint="check [smtp] username and the NEWSLETTER_SMTP_PASSWORD variable",
+        ) from None
+    except ssl.SSLError as exc:
+        raise TransportError(
+            f"TLS with {where} failed: {exc.reason}",
+            hint="check [smtp] security and, for a private CA, [smtp] ca_file",
+        ) from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TransportError(
+            f"cannot connect to the SMTP server {where}: {exc}",
+            hint="check [smtp] host and port in config.toml and that the server runs",
+        ) from None
+    return client
+
+
+def sender_refused(sender: str, code: int, reply: bytes | str) -> DeliveryRefused | TransportError:
+    """Refusing our own MAIL FROM is about the sending setup, never about this reader: a 4xx
+    is retried later, a 5xx stops the send."""
+    if 400 <= code < 500:
+        return DeliveryRefused(f"{code} {reply_text(reply)}", code=code, permanent=False)
+    return TransportError(
+        f"the SMTP server refused the sender {sender}: {code} {reply_text(reply)}",
+        hint="check [publication] from and the server's relay rules; "
+        "everyone not yet sent stays queued for the next `newsletter send`",
     )
-    mail_code, mail_reply = client.getreply()
-    rcpt_code, rcpt_reply = client.getreply()
-    data_code, data_reply = client.getreply()
-    if data_code == 354:
-        if mail_code == 250 and rcpt_code in (250, 251):
-            body = _dot_stuffed(message)
-            if not body.endswith(b"\r\n"):
-                body += b"\r\n"
-            client.send(body + b".\r\n")
-            code, reply = client.getreply()
-            if code != 250:
-                client.rset()
-                raise smtplib.SMTPDataError(code, reply)
-            return
-        client.send(b".\r\n")  # a server that took DATA anyway: end an empty message
-        client.getreply()
-    client.rset()
-    if mail_code != 250:
-        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, envelope.sender)
-    if rcpt_code not in (250, 251):
-        raise smtplib.SMTPRecipientsRefused({envelope.recipient: (rcpt_code, rcpt_reply)})
-    raise smtplib.SMTPDataError(data_code, data_reply)
 
 
-def _text(reply: bytes | str) -> str:
+def reply_text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
 
 
@@ -71,79 +149,27 @@ class SmtpTransport:
         self._client: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
-        smtp = self.settings
-        where = f"{smtp.host}:{smtp.port}"
-        try:
-            client: smtplib.SMTP
-            if smtp.security == "tls":
-                client = smtplib.SMTP_SSL(
-                    smtp.host, smtp.port, timeout=smtp.timeout, context=tls_context(self._ca_file)
-                )
-            else:
-                client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
-            client.ehlo_or_helo_if_needed()
-            if smtp.security == "starttls":
-                client.starttls(context=tls_context(self._ca_file))
-                client.ehlo()
-            if smtp.username:
-                client.login(smtp.username, self._password)
-        except smtplib.SMTPAuthenticationError as exc:
-            raise TransportError(
-                f"SMTP server {where} refused the login for {smtp.username!r}: {exc.smtp_code}",
-                hint="check [smtp] username and the NEWSLETTER_SMTP_PASSWORD variable",
-            ) from None
-        except ssl.SSLError as exc:
-            raise TransportError(
-                f"TLS with {where} failed: {exc.reason}",
-                hint="check [smtp] security and, for a private CA, [smtp] ca_file",
-            ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise TransportError(
-                f"cannot connect to the SMTP server {where}: {exc}",
-                hint="check [smtp] host and port in config.toml and that the server runs",
-            ) from None
-        return client
+        return open_client(self.settings, self._password, self._ca_file)
 
     def send(self, envelope: Envelope, message: bytes) -> None:
         if self._client is None:
             self._client = self._connect()
+        client = self._client
+        steps = exchange(envelope, message, client.has_extn("pipelining"))
         try:
-            if self._client.has_extn("pipelining"):
-                _pipelined_send(self._client, envelope, message)
-            else:
-                self._client.sendmail(envelope.sender, [envelope.recipient], message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = next(iter(exc.recipients.values()))
-            self._refused(code, reply)
-        except smtplib.SMTPSenderRefused as exc:
-            # Refusing our own MAIL FROM is about the sending setup, never about this reader.
-            self._drop()
-            if 400 <= exc.smtp_code < 500:
-                raise DeliveryRefused(
-                    f"{exc.smtp_code} {_text(exc.smtp_error)}", code=exc.smtp_code, permanent=False
-                ) from None
-            raise TransportError(
-                f"the SMTP server refused the sender {envelope.sender}: "
-                f"{exc.smtp_code} {_text(exc.smtp_error)}",
-                hint="check [publication] from and the server's relay rules; "
-                "everyone not yet sent stays queued for the next `newsletter send`",
-            ) from None
-        except smtplib.SMTPResponseException as exc:
-            self._refused(exc.smtp_code, exc.smtp_error)
+            writes, count = next(steps)
+            while True:
+                client.send(b"".join(writes))
+                writes, count = steps.send([client.getreply() for _ in range(count)])
+        except StopIteration as stopped:
+            ending: Ending = stopped.value
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise DeliveryRefused(f"connection lost: {exc}", code=None, permanent=False) from None
-
-    def _refused(self, code: int, reply: bytes | str) -> None:
-        text = _text(reply)
-        if code == 421:
+        if ending.drop:
             self._drop()
-        elif self._client is not None:
-            try:
-                self._client.rset()
-            except (smtplib.SMTPException, OSError):
-                self._drop()
-        raise DeliveryRefused(f"{code} {text}", code=code, permanent=500 <= code < 600)
+        if ending.failure is not None:
+            raise ending.failure
 
     def _drop(self) -> None:
         if self._client is not None:

@@ -252,6 +252,7 @@ class SendingService:
             signer=signer.sign if signer else None,
             rate_limiter=RateLimiter(settings.smtp.rate_per_second if smtp else 0),
             editions=self.edition_message,
+            pool=transports.pool,
         )
 
     def edition_message(self, edition_id: int) -> PreparedMessage:
