@@ -349,7 +349,8 @@ class DigestApproval(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     """The ledger: one row per (digest, subscriber); a row marked sent is never sent again."""
 
-    __table_args__ = (Index("ix_delivery_digest_status", "digest_id", "status"),)
+    # Claims read a digest's queued rows in reader order (see send/claims.py).
+    __table_args__ = (Index("ix_delivery_digest_status", "digest_id", "status", "subscriber_id"),)
 
     digest_id: int = Field(foreign_key="digest.id", primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True)

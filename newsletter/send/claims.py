@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import bindparam, func, update
@@ -89,43 +90,48 @@ class Claims:
 
     def claim(self, session: Session, limit: int) -> list[Reader]:
         now = utcnow()
+        # Through the Core connection: the ORM's bulk UPDATE would look for objects to refresh.
+        connection = session.connection()
+        claimed = connection.execute(self._claim_statement, {"now": now, "limit": limit}).all()
+        session.commit()
+        if not claimed:
+            return []
+        editions: dict[int, int | None] = dict(claimed)
+        rows = session.connection().execute(_READERS, {"ids": list(editions)}).all()
+        return [Reader(id_, email, name, editions[id_]) for id_, email, name in rows]
+
+    @cached_property
+    def _claim_statement(self) -> Any:
+        """Built once a send: the next `limit` queued readers still on the list, in id order
+        (the ledger's index gives them in that order), marked ours."""
         due = (
             select(Delivery.subscriber_id)
             .where(
                 col(Delivery.digest_id) == self.digest_id,
                 col(Delivery.status) == DeliveryStatus.QUEUED,
                 self._still_subscribed(),
-                (col(Delivery.next_attempt_at).is_(None)) | (col(Delivery.next_attempt_at) <= now),
+                (col(Delivery.next_attempt_at).is_(None))
+                | (col(Delivery.next_attempt_at) <= bindparam("now")),
             )
             .order_by(col(Delivery.subscriber_id))
-            .limit(limit)
+            .limit(bindparam("limit"))
         )
         if self.dialect == "postgresql":
             due = due.with_for_update(skip_locked=True)
         # A CTE, so the locked rows are chosen once; "IN (subquery)" may be run again per row.
         picked = due.cte("picked")
-        claimed = (
-            session.execute(
-                update(Delivery)
-                .where(
-                    col(Delivery.digest_id) == self.digest_id,
-                    col(Delivery.subscriber_id) == picked.c.subscriber_id,
-                    col(Delivery.status) == DeliveryStatus.QUEUED,
-                )
-                .values(status=DeliveryStatus.SENDING, claimed_by=self.owner, claimed_at=now)
-                .returning(col(Delivery.subscriber_id), col(Delivery.edition_id))
+        return (
+            update(Delivery)
+            .where(
+                col(Delivery.digest_id) == self.digest_id,
+                col(Delivery.subscriber_id) == picked.c.subscriber_id,
+                col(Delivery.status) == DeliveryStatus.QUEUED,
             )
-        ).all()
-        session.commit()
-        if not claimed:
-            return []
-        editions: dict[int, int | None] = dict(claimed)
-        rows = session.execute(
-            core_select(col(Subscriber.id), col(Subscriber.email), col(Subscriber.name))
-            .where(col(Subscriber.id).in_(editions))
-            .order_by(col(Subscriber.id))
-        ).all()
-        return [Reader(id_, email, name, editions[id_]) for id_, email, name in rows]
+            .values(
+                status=DeliveryStatus.SENDING, claimed_by=self.owner, claimed_at=bindparam("now")
+            )
+            .returning(col(Delivery.subscriber_id), col(Delivery.edition_id))
+        )
 
     def next_wake(self, session: Session) -> datetime | None:
         """When a queued retry falls due or someone else's claim expires; None when all is done."""
@@ -242,6 +248,12 @@ class Claims:
             )
             session.commit()
 
+
+_READERS: Any = (  # Any: the rows' ids are never None, whatever the column's type says
+    core_select(col(Subscriber.id), col(Subscriber.email), col(Subscriber.name))
+    .where(col(Subscriber.id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(Subscriber.id))
+)
 
 _MARK_SENT = (
     update(Delivery)

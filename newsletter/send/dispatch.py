@@ -109,7 +109,8 @@ class Dispatcher:
                 raw = self.signer(raw)
         except Exception as exc:  # one bad address or value must never stop the send
             return DeliveryRefused(f"not sent: {exc!r}", code=None, permanent=True)
-        pool.submit((reader, message_id), envelope, raw)
+        # Rendered (and signed: a header in front) with no line starting with a dot.
+        pool.submit((reader, message_id), envelope, raw, dot_free=True)
         return None
 
     def run(self) -> SendSummary:

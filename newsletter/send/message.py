@@ -91,7 +91,14 @@ def _qp(data: str) -> bytes:
     # b2a_qp breaks lines with LF unless its input had CRLF; the wire wants CRLF everywhere.
     lines = encoded.replace(b"\r\n", b"\n").split(b"\n")
     # b2a_qp lets a line ending in an encoded space ("=20") reach 77 octets.
-    return b"\r\n".join(_fold(line, 76) for line in lines)
+    return b"\r\n".join(_fold(_no_leading_dot(line), 76) for line in lines)
+
+
+def _no_leading_dot(line: bytes) -> bytes:
+    """A line that starts with a dot begins "=2E" instead (RFC 2049's advice), so that no line
+    of a rendered message starts with one: SMTP's DATA carries it without a dot-stuffing pass
+    over every message (`PreparedMessage.render`)."""
+    return b"=2E" + line[1:] if line.startswith(b".") else line
 
 
 def _fold(line: bytes, width: int) -> bytes:
@@ -104,7 +111,7 @@ def _fold(line: bytes, width: int) -> bytes:
         elif line[cut - 2 : cut - 1] == b"=":
             cut -= 2
         parts.append(line[:cut] + b"=")
-        line = line[cut:]
+        line = _no_leading_dot(line[cut:])
     parts.append(line)
     return b"\r\n".join(parts)
 
@@ -210,6 +217,8 @@ class PreparedMessage:
         return f"<{local}@{self.message_id_domain}>"
 
     def render(self, recipient: Recipient) -> bytes:
+        """The recipient's message. No line of it starts with a dot: headers never do, and the
+        quoted-printable parts encode one that would."""
         unsubscribe = f"<{recipient.unsubscribe_url}>"
         if self.unsubscribe_mailto:
             unsubscribe += f", <mailto:{self.unsubscribe_mailto}?subject=unsubscribe>"

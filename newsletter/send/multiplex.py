@@ -72,8 +72,11 @@ class SmtpMultiplexer(Generic[T]):
     def busy(self) -> int:
         return len(self._busy) + len(self._ended)
 
-    def submit(self, ticket: T, envelope: Envelope, message: bytes) -> None:
-        """Start sending `message` on an idle connection (opening one if none is left)."""
+    def submit(
+        self, ticket: T, envelope: Envelope, message: bytes, *, dot_free: bool = False
+    ) -> None:
+        """Start sending `message` on an idle connection (opening one if none is left);
+        `dot_free` as `smtp.exchange` takes it."""
         assert self.free() > 0, "submit only while free() says there is room"
         try:
             connection = self._idle.pop() if self._idle else self._open()
@@ -81,7 +84,7 @@ class SmtpMultiplexer(Generic[T]):
             self._ended.append((ticket, exc))
             return
         connection.ticket = ticket
-        connection.steps = exchange(envelope, message, connection.pipelining)
+        connection.steps = exchange(envelope, message, connection.pipelining, dot_free=dot_free)
         self._busy.add(connection)
         try:
             self._ask(connection, next(connection.steps))

@@ -29,7 +29,11 @@ class SendPool(Protocol[T]):
         """Messages submitted whose end `poll` has not reported yet."""
         ...
 
-    def submit(self, ticket: T, envelope: Envelope, message: bytes) -> None: ...
+    def submit(
+        self, ticket: T, envelope: Envelope, message: bytes, *, dot_free: bool = False
+    ) -> None:
+        """Send `message`; `dot_free`: no line of it starts with a dot (a hint for SMTP)."""
+        ...
 
     def poll(self, timeout: float) -> list[tuple[T, Failure | None]]: ...
 
@@ -56,7 +60,9 @@ class ThreadedPool(SendPool[T]):
     def busy(self) -> int:
         return len(self._in_flight) + len(self._ready)
 
-    def submit(self, ticket: T, envelope: Envelope, message: bytes) -> None:
+    def submit(
+        self, ticket: T, envelope: Envelope, message: bytes, *, dot_free: bool = False
+    ) -> None:
         self._in_flight[self._executor.submit(self._send, envelope, message)] = ticket
 
     def poll(self, timeout: float) -> list[tuple[T, Failure | None]]:

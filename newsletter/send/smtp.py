@@ -46,9 +46,14 @@ def dot_stuffed(message: bytes) -> list[bytes]:
     return [stuffed, b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"]
 
 
-def exchange(envelope: Envelope, message: bytes, pipelining: bool) -> Exchange:
+def exchange(
+    envelope: Envelope, message: bytes, pipelining: bool, *, dot_free: bool = False
+) -> Exchange:
     """MAIL, RCPT and DATA, in one write when the server pipelines (RFC 2920: two round trips,
-    not four), then the message; a refusal is followed by RSET, unless the connection is lost."""
+    not four), then the message; a refusal is followed by RSET, unless the connection is lost.
+
+    `dot_free`: no line of `message` starts with a dot (as `PreparedMessage.render` makes
+    them), so it is written as it is, not searched for dots to double."""
     commands = [
         f"MAIL FROM:<{envelope.sender}>\r\n".encode("ascii"),
         f"RCPT TO:<{envelope.recipient}>\r\n".encode("ascii"),
@@ -68,7 +73,11 @@ def exchange(envelope: Envelope, message: bytes, pipelining: bool) -> Exchange:
     data, data_reply = rest[1] if len(rest) > 1 else (0, b"")
     if data == 354:
         if mail == 250 and rcpt in (250, 251):
-            ((code, reply),) = yield dot_stuffed(message), 1
+            if dot_free:
+                data_lines = [message, b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n"]
+            else:
+                data_lines = dot_stuffed(message)
+            ((code, reply),) = yield data_lines, 1
             if code == 250:
                 return Ending()
             return (yield from _refused(code, reply))

@@ -329,7 +329,8 @@ def envelope_sender(
     """The return path: VERP (bounces+<signed digest.subscriber>@bounce_domain) when configured."""
     publication = settings.publication
     if not publication.bounce_domain:
-        return lambda _recipient: publication.from_address
+        sender = publication.from_address  # parsed once, not for every reader
+        return lambda _recipient: sender
     domain = publication.bounce_domain
     return lambda recipient: (
         f"bounces+{key.sign('bounce', digest_id, recipient.subscriber_id)}@{domain}"
