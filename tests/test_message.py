@@ -123,6 +123,25 @@ def test_no_encoded_line_is_longer_than_76_octets_whatever_the_lengths() -> None
         assert decoded == (before + value + before[::-1]).replace("\r\n", "\n") + "\n"
 
 
+def test_no_line_of_a_rendered_message_starts_with_a_dot_and_every_dot_decodes_back() -> None:
+    """SMTP writes these messages without dot-stuffing them (smtp.exchange's `dot_free`): a
+    line starting with a dot must never be rendered, wherever text, values or folding put one."""
+    chooser = random.Random(7)
+    for _ in range(300):
+        before = "".join(chooser.choice(".a.\n é") for _ in range(chooser.randrange(0, 200)))
+        value = "".join(chooser.choice("..b ") for _ in range(chooser.randrange(0, 90)))
+        text = "." + before + M.marker(Placeholder.NAME) + "\n." + before[::-1]
+        reader = Recipient(1, "a@example.com", value, "https://x.example/u")
+        raw = prepared(text=text, html=text).render(reader)
+        assert b"\r\n." not in raw
+        assert not raw.startswith(b".")
+        body = raw.partition(b"\r\n\r\n")[2]
+        assert max(len(line) for line in body.split(b"\r\n")) <= 76
+        decoded = next(parse(raw).iter_parts()).get_content().replace("\r\n", "\n")
+        filled = text.replace(M.marker(Placeholder.NAME), value)
+        assert decoded == (filled if filled.endswith("\n") else filled + "\n")
+
+
 def test_markers_of_another_digest_are_left_alone() -> None:
     """Feed text cannot forge a marker: it would need this digest's random nonce."""
     forged = "[[nl-000000:email]] [[nl:email]] " + Markers("other").marker(Placeholder.EMAIL)

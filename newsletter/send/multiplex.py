@@ -10,6 +10,7 @@ ends that message only; the dispatcher decides what happens to its reader.
 from __future__ import annotations
 
 import contextlib
+import select
 import selectors
 import smtplib
 import socket
@@ -28,6 +29,7 @@ from newsletter.send.smtp import Ending, Exchange, Reply, exchange, open_client
 T = TypeVar("T")
 Failure = DeliveryRefused | TransportError
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+IDLE_CHECK_AFTER = 1.0  # seconds idle after which a connection is checked before reuse
 
 
 @dataclass(eq=False)
@@ -43,6 +45,7 @@ class _Connection(Generic[T]):
     awaited: int = 0  # replies the exchange waits for
     deadline: float = 0.0
     events: int = _READ
+    idle_since: float = 0.0
 
 
 class SmtpMultiplexer(Generic[T]):
@@ -79,7 +82,7 @@ class SmtpMultiplexer(Generic[T]):
         `dot_free` as `smtp.exchange` takes it."""
         assert self.free() > 0, "submit only while free() says there is room"
         try:
-            connection = self._idle.pop() if self._idle else self._open()
+            connection = self._reusable() or self._open()
         except TransportError as exc:
             self._ended.append((ticket, exc))
             return
@@ -136,6 +139,20 @@ class SmtpMultiplexer(Generic[T]):
         connection: _Connection[T] = _Connection(client, sock, client.has_extn("pipelining"))
         self._selector.register(sock, _READ, connection)
         return connection
+
+    def _reusable(self) -> _Connection[T] | None:
+        """An idle connection to carry the next message; one idle a while is first looked at
+        (a relay closes those it finds idle, with or without a 421), so that no reader's
+        attempt is spent on a dead one."""
+        while self._idle:
+            connection = self._idle.pop()
+            if time.monotonic() - connection.idle_since < IDLE_CHECK_AFTER:
+                return connection
+            readable, _, _ = select.select([connection.sock], [], [], 0)
+            if not readable:
+                return connection
+            self._discard(connection)  # closed, or about to be: it spoke unasked
+        return None
 
     def _ask(self, connection: _Connection[T], ask: tuple[list[bytes], int]) -> None:
         writes, connection.awaited = ask
@@ -203,6 +220,7 @@ class SmtpMultiplexer(Generic[T]):
         if ending.drop:
             self._discard(connection)
         else:
+            connection.idle_since = time.monotonic()
             self._idle.append(connection)
 
     def _lost(self, connection: _Connection[T], why: str) -> None:
