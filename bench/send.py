@@ -3,6 +3,7 @@ Postfix's own C load generator smtp-source sending as many messages of the same 
 same concurrency to the same sink, in the same run.
 
     .venv/bin/python bench/send.py [--subscribers 20000] [--concurrency 10]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432 [--workers 2]]
 
 With `--theme-sets N`, the reference is a uniform send instead: in each of `--rounds` rounds,
 the same list once with every reader on the full digest and once with the readers spread over
@@ -31,7 +32,9 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,6 +78,19 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu() -> float:
+    """CPU seconds of this machine's PostgreSQL server processes so far (0 if none runs here)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if text.split(" ", 2)[1] == "(postgres)":
+            total += process_cpu(int(stat.parent.name))
+    return total
+
+
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -104,11 +120,38 @@ def dkim_key(path: Path, kind: str) -> None:
     )
 
 
+@contextmanager
+def database(server: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL database on `server` for one send, dropped after; None: SQLite."""
+    if not server:
+        yield None
+        return
+    import sqlalchemy
+
+    name = f"nl_bench_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 def publication(
-    work: Path, port: int, count: int, concurrency: int, dkim: str | None = None
+    work: Path,
+    port: int,
+    count: int,
+    concurrency: int,
+    dkim: str | None = None,
+    database_url: str | None = None,
 ) -> Settings:
     """A config sending to the sink, the sample feed and `count` readers in readers.csv."""
     data = tomllib.loads((ROOT / "config.toml").read_text())
+    if database_url:
+        data["database"] = {"url": database_url}
     if dkim:
         dkim_key(work / "dkim.pem", dkim)
         data["dkim"] = {"domain": "signaldesk.example", "selector": "bench", "key_file": "dkim.pem"}
@@ -128,6 +171,15 @@ def main() -> None:
     parser.add_argument("--theme-sets", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--dkim", choices=["rsa", "ed25519"], default=None)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("NEWSLETTER_BENCH_POSTGRES"),
+        help="a PostgreSQL server URL (postgresql+psycopg://user@host:port) to send from a "
+        "fresh database there instead of SQLite",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="sending processes (PostgreSQL), as `send -w`"
+    )
     options = parser.parse_args()
     count, concurrency = options.subscribers, options.concurrency
     if options.theme_sets:
@@ -136,9 +188,9 @@ def main() -> None:
     port = free_port()
     sink = start_sink(port)
     try:
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, database(options.postgres) as url:
             work = Path(folder)
-            settings = publication(work, port, count, concurrency, options.dkim)
+            settings = publication(work, port, count, concurrency, options.dkim, url)
             with Newsletter(settings) as app:
                 app.subscribers.import_csv(work / "readers.csv", "weekly")
                 app.feeds.fetch()
@@ -147,13 +199,15 @@ def main() -> None:
                 size = len(draft.message.render(app.digests.sample_recipient()))
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             cpu_before, sink_before = own_cpu(), process_cpu(sink.pid)
+            server_before = postgres_cpu()
             workers_before = children_cpu()
             started = time.perf_counter()
             with Newsletter(settings) as app:  # as `newsletter send` runs: the database opens
-                report = app.sending.send("weekly")
+                report = app.sending.send("weekly", workers=options.workers)
             ours = time.perf_counter() - started
             our_cpu = own_cpu() - cpu_before + children_cpu() - workers_before
             our_sink_cpu = process_cpu(sink.pid) - sink_before
+            server_cpu = postgres_cpu() - server_before
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             assert report.summary.sent == count, report.summary
         sink_before = process_cpu(sink.pid)
@@ -183,21 +237,26 @@ def main() -> None:
         sink.terminate()
         sink.wait()
     print(
-        "| messages | size | concurrency | DKIM | newsletter send | smtp-source | ratio | "
-        "peak RSS (growth during send) |"
+        "| database | messages | size | concurrency | DKIM | newsletter send | smtp-source | "
+        "ratio | peak RSS (growth during send) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
+    where = "PostgreSQL" if options.postgres else "SQLite"
+    if options.workers > 1:
+        where += f", {options.workers} processes"
     print(
-        f"| {count:,} | {size / 1024:.0f} KB | {concurrency} | {options.dkim or 'off'} | "
+        f"| {where} | {count:,} | {size / 1024:.0f} KB | {concurrency} | {options.dkim or 'off'} | "
         f"{count / ours:,.0f} msg/s "
         f"({ours:.1f} s) | {count / reference:,.0f} msg/s ({reference:.1f} s) | "
         f"{reference / ours:.2f}x | {rss_after / 1024:.0f} MiB "
         f"(+{(rss_after - rss_before) / 1024:.0f}) |"
     )
     micro = 1e6 / count
+    server = f" + PostgreSQL {server_cpu * micro:.0f} µs" if server_cpu else ""
     print(
-        f"\nCPU a message: newsletter send {our_cpu * micro:.0f} µs + its sink "
-        f"{our_sink_cpu * micro:.0f} µs ({(our_cpu + our_sink_cpu) / ours:.0%} of one core); "
+        f"\nCPU a message: newsletter send {our_cpu * micro:.0f} µs{server} + its sink "
+        f"{our_sink_cpu * micro:.0f} µs "
+        f"({(our_cpu + server_cpu + our_sink_cpu) / ours:.0%} of one core); "
         f"smtp-source {source_cpu * micro:.0f} µs + its sink {reference_sink_cpu * micro:.0f} µs "
         f"({(source_cpu + reference_sink_cpu) / reference:.0%} of one core)"
     )

@@ -9,7 +9,7 @@ claims whose lease ran out. The sending is `dispatch.Dispatcher`'s.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -26,7 +26,7 @@ from newsletter.send.ledger import Outcome, Reader, RetryPolicy, SendSummary
 from newsletter.send.transport import enhanced_status
 
 
-@dataclass(frozen=True)
+@dataclass
 class Claims:
     """One worker's claims on one digest's deliveries: taken, renewed, recorded, given back.
 
@@ -38,6 +38,10 @@ class Claims:
     list_id: int
     owner: str
     retry: RetryPolicy
+    # The highest reader id claimed so far: the next claim starts after it, so no claim steps
+    # over the rows already sent (whatever the planner's statistics say), and goes round again
+    # from the start when it finds nothing further on (retries, claims given back).
+    _after: int = field(default=0, init=False)
 
     def prepare_run(self, session: Session) -> None:
         """Retry what an earlier run deferred, and take back claims whose lease ran out."""
@@ -84,32 +88,62 @@ class Claims:
                 col(Delivery.status).in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
                 ~self._still_subscribed(),
             )
-            .values(status=DeliveryStatus.SKIPPED, last_reply="left the list before sending")
+            .values(status=DeliveryStatus.SKIPPED, last_reply=LEFT_BEFORE_SENDING)
         )
         session.commit()
 
     def claim(self, session: Session, limit: int) -> list[Reader]:
-        now = utcnow()
+        """The next `limit` queued readers, marked ours; any among them who left the list
+        since the audience was queued are marked skipped instead of being returned."""
         # Through the Core connection: the ORM's bulk UPDATE would look for objects to refresh.
         connection = session.connection()
-        claimed = connection.execute(self._claim_statement, {"now": now, "limit": limit}).all()
-        session.commit()
+        now = utcnow()
+        claimed = connection.execute(
+            self._claim_statement, {"now": now, "limit": limit, "after": self._after}
+        ).all()
+        if not claimed and self._after:
+            self._after = 0
+            claimed = connection.execute(
+                self._claim_statement, {"now": now, "limit": limit, "after": 0}
+            ).all()
         if not claimed:
+            session.commit()
             return []
         editions: dict[int, int | None] = dict(claimed)
-        rows = session.connection().execute(_READERS, {"ids": list(editions)}).all()
+        self._after = max(editions)
+        rows = connection.execute(self._readers_statement, {"ids": list(editions)}).all()
+        departed = editions.keys() - {row[0] for row in rows}
+        if departed:
+            connection.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.digest_id) == self.digest_id,
+                    col(Delivery.subscriber_id).in_(departed),
+                    col(Delivery.status) == DeliveryStatus.SENDING,
+                    col(Delivery.claimed_by) == self.owner,
+                )
+                .values(
+                    status=DeliveryStatus.SKIPPED,
+                    last_reply=LEFT_BEFORE_SENDING,
+                    claimed_by=None,
+                    claimed_at=None,
+                )
+            )
+        session.commit()
         return [Reader(id_, email, name, editions[id_]) for id_, email, name in rows]
 
     @cached_property
     def _claim_statement(self) -> Any:
-        """Built once a send: the next `limit` queued readers still on the list, in id order
-        (the ledger's index gives them in that order), marked ours."""
+        """Built once a send: the next `limit` queued rows after reader `after`, in id order
+        (the ledger's index gives them in that order), marked ours. Whether their readers are
+        still on the list is asked of those rows alone (`_readers_statement`): asked here, a
+        planner may walk every subscription up to the first row."""
         due = (
             select(Delivery.subscriber_id)
             .where(
                 col(Delivery.digest_id) == self.digest_id,
                 col(Delivery.status) == DeliveryStatus.QUEUED,
-                self._still_subscribed(),
+                col(Delivery.subscriber_id) > bindparam("after"),
                 (col(Delivery.next_attempt_at).is_(None))
                 | (col(Delivery.next_attempt_at) <= bindparam("now")),
             )
@@ -131,6 +165,20 @@ class Claims:
                 status=DeliveryStatus.SENDING, claimed_by=self.owner, claimed_at=bindparam("now")
             )
             .returning(col(Delivery.subscriber_id), col(Delivery.edition_id))
+        )
+
+    @cached_property
+    def _readers_statement(self) -> Any:
+        """The address and name of those of `ids` still on the list, in id order."""
+        # Driven by the ids: each one's subscription looked up by its key, never the whole
+        # list walked for them (as a join lets SQLite's planner do).
+        still_on_list = select(Subscription.subscriber_id).where(
+            active_member(self.list_id, Subscriber.id)
+        )
+        return (
+            core_select(col(Subscriber.id), col(Subscriber.email), col(Subscriber.name))
+            .where(col(Subscriber.id).in_(bindparam("ids", expanding=True)), still_on_list.exists())
+            .order_by(col(Subscriber.id))
         )
 
     def next_wake(self, session: Session) -> datetime | None:
@@ -249,11 +297,7 @@ class Claims:
             session.commit()
 
 
-_READERS: Any = (  # Any: the rows' ids are never None, whatever the column's type says
-    core_select(col(Subscriber.id), col(Subscriber.email), col(Subscriber.name))
-    .where(col(Subscriber.id).in_(bindparam("ids", expanding=True)))
-    .order_by(col(Subscriber.id))
-)
+LEFT_BEFORE_SENDING = "left the list before sending"
 
 _MARK_SENT = (
     update(Delivery)

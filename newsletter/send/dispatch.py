@@ -23,6 +23,7 @@ from newsletter.db import Database
 from newsletter.errors import DeliveryRefused, TransportError
 from newsletter.models import DeliveryStatus, Digest, DigestStatus, utcnow
 from newsletter.personalize import Recipient
+from newsletter.send.bookkeeper import Bookkeeper
 from newsletter.send.claims import Claims, blames_sender
 from newsletter.send.ledger import ProgressCallback, Reader, RetryPolicy, SendSummary, ledger_counts
 from newsletter.send.message import Envelope, PreparedMessage
@@ -33,9 +34,14 @@ from newsletter.send.transport import TransportFactory
 Posted = tuple[Reader, str]  # a reader and the Message-ID their copy went out with
 PoolFactory = Callable[[int], SendPool[Posted]]  # a pool of that many connections
 
-# Messages the server took are written to the ledger together, at most this long after: a
-# crash re-sends those (and what is in flight), never loses one.
+# Messages the server took are handed to the ledger's writer together, at most this long after
+# (and written at most recorder.MOST_PENDING batches later): a crash re-sends those (and what
+# is in flight), never loses one.
 RECORD_EVERY = 0.02
+# Readers claimed at a time, for each connection: enough that claiming is a small part of a
+# send (a claim is a round trip and a commit), few enough that workers sharing a ledger share
+# the work and a reader who leaves mid-send is found out within a moment.
+CLAIM_EACH = 25
 
 
 class Dispatcher:
@@ -85,8 +91,9 @@ class Dispatcher:
         self.claims = Claims(
             database.engine.dialect.name, digest_id, list_id, self.owner, self.retry
         )
-        self._sent: list[Posted] = []  # taken by the server, not yet in the ledger
+        self._sent: list[Posted] = []  # taken by the server, not yet handed to the recorder
         self._recorded = time.monotonic()
+        self._books: Bookkeeper
 
     def message_for(self, edition_id: int | None) -> PreparedMessage:
         """The message of an edition (None, or no `editions`: the full digest)."""
@@ -118,6 +125,9 @@ class Dispatcher:
         with self.database.session() as session:
             self.claims.prepare_run(session)
             pool = self.pool_factory(self.concurrency)
+            self._books = Bookkeeper(
+                self.database, self.claims, session, self.concurrency * CLAIM_EACH
+            )
             try:
                 self._pump(session, pool, summary)
             finally:
@@ -132,14 +142,13 @@ class Dispatcher:
         try:
             while True:
                 if time.monotonic() - renewed > self.retry.lease_seconds / 3:
-                    self._record(session, summary, force=True)
-                    self.claims.renew(session)
+                    self._record(summary, now=True)
+                    self._books.renew()
                     renewed = time.monotonic()
                 paced = 0.0  # how long the rate limit holds the next message back
                 if not self.stop.is_set() and fatal is None:
                     if not backlog:
-                        # small batches, so that workers sharing a ledger share the work
-                        backlog.extend(self.claims.claim(session, self.concurrency * 10))
+                        backlog.extend(self._books.claim())
                     while backlog and pool.free() > 0:
                         paced = self.rate_limiter.delay()
                         if paced:
@@ -149,7 +158,8 @@ class Dispatcher:
                         if refused is not None:
                             self._outcome(session, reader, refused, "", summary)
                 if not pool.busy():
-                    self._record(session, summary, force=True)
+                    self._record(summary, now=True)
+                    self._books.flush()  # what follows reads the ledger
                     if self.stop.is_set() or fatal is not None:
                         break
                     if backlog:
@@ -175,7 +185,7 @@ class Dispatcher:
                             hint="fix the sending setup (DNS, DKIM, relay rights); "
                             "the rest stays queued for the next `newsletter send`",
                         )
-                self._record(session, summary)
+                self._record(summary)
         finally:
             # Whatever ended the loop, record what was in flight and give back what was not.
             while pool.busy():
@@ -184,7 +194,8 @@ class Dispatcher:
                         backlog.append(reader)
                     else:
                         self._outcome(session, reader, failure, message_id, summary)
-            self._record(session, summary, force=True)
+            self._record(summary, now=True)
+            backlog.extend(self._books.close())  # claimed ahead, never started
             self.claims.release(session, [reader.id for reader in backlog])
             summary.stopped_early = self.stop.is_set() or fatal is not None
         if fatal is not None:
@@ -206,16 +217,18 @@ class Dispatcher:
         else:
             self.progress(self.claims.record(session, reader, failure, message_id, summary))
 
-    def _record(self, session: Session, summary: SendSummary, *, force: bool = False) -> None:
-        """Write the deliveries taken since the last time, in one statement and one commit."""
-        now = time.monotonic()
+    def _record(self, summary: SendSummary, *, now: bool = False) -> None:
+        """Hand the deliveries taken since the last time to the bookkeeper: at most every
+        RECORD_EVERY, or `now`."""
+        clock = time.monotonic()
         if not self._sent:
-            self._recorded = now  # the clock starts with the first delivery waiting
-        elif force or now - self._recorded >= RECORD_EVERY:
+            self._recorded = clock  # the clock starts with the first delivery waiting
+        elif now or clock - self._recorded >= RECORD_EVERY:
             sent, self._sent = self._sent, []
-            self.claims.record_sent(session, [(r.id, message_id) for r, message_id in sent])
+            self._books.record([(reader.id, message_id) for reader, message_id in sent])
             summary.sent += len(sent)
-            self._recorded = now
+            self._recorded = clock
+        self._books.check()
 
     def _sleep_until(self, wake: datetime) -> None:
         """Wait for a retry to fall due or another worker's lease to end, looking again often:
