@@ -1,6 +1,7 @@
 """Send benchmark: a digest to N subscribers through Postfix's smtp-sink on 127.0.0.1, beside
 Postfix's own C load generator smtp-source sending as many messages of the same size at the
-same concurrency to the same sink, in the same run.
+same concurrency to the same sink, in the same run: just before the send and just after, the
+ratio taken against the mean of the two.
 
     .venv/bin/python bench/send.py [--subscribers 20000] [--concurrency 10]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432 [--workers 2]]
@@ -83,11 +84,10 @@ def postgres_cpu() -> float:
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            if stat.read_text().split(" ", 2)[1] == "(postgres)":
+                total += process_cpu(int(stat.parent.name))
         except OSError:
             continue  # gone meanwhile
-        if text.split(" ", 2)[1] == "(postgres)":
-            total += process_cpu(int(stat.parent.name))
     return total
 
 
@@ -197,6 +197,7 @@ def main() -> None:
                 draft = app.digests.draft("weekly")
                 assert draft is not None
                 size = len(draft.message.render(app.digests.sample_recipient()))
+            before = reference_run(sink, port, concurrency, count, size)
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             cpu_before, sink_before = own_cpu(), process_cpu(sink.pid)
             server_before = postgres_cpu()
@@ -210,29 +211,12 @@ def main() -> None:
             server_cpu = postgres_cpu() - server_before
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             assert report.summary.sent == count, report.summary
-        sink_before = process_cpu(sink.pid)
-        source_before = children_cpu()
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                "smtp-source",
-                "-s",
-                str(concurrency),
-                "-m",
-                str(count),
-                "-l",
-                str(size),
-                "-f",
-                "briefings@signaldesk.example",
-                "-t",
-                "reader@example.com",
-                f"127.0.0.1:{port}",
-            ],
-            check=True,
+        after = reference_run(sink, port, concurrency, count, size)
+        # The reference is the mean of a run just before ours and one just after: a machine
+        # whose speed drifts (shared hosts do) then favours neither side.
+        reference, source_cpu, reference_sink_cpu = (
+            (b + a) / 2 for b, a in zip(before, after, strict=True)
         )
-        reference = time.perf_counter() - started
-        source_cpu = children_cpu() - source_before
-        reference_sink_cpu = process_cpu(sink.pid) - sink_before
     finally:
         sink.terminate()
         sink.wait()
@@ -260,6 +244,34 @@ def main() -> None:
         f"smtp-source {source_cpu * micro:.0f} µs + its sink {reference_sink_cpu * micro:.0f} µs "
         f"({(source_cpu + reference_sink_cpu) / reference:.0%} of one core)"
     )
+
+
+def reference_run(
+    sink: subprocess.Popen[bytes], port: int, concurrency: int, count: int, size: int
+) -> tuple[float, float, float]:
+    """smtp-source sending `count` messages of `size` bytes over `concurrency` connections to
+    the sink: seconds, its CPU seconds and the sink's."""
+    sink_before, source_before = process_cpu(sink.pid), children_cpu()
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            "smtp-source",
+            "-s",
+            str(concurrency),
+            "-m",
+            str(count),
+            "-l",
+            str(size),
+            "-f",
+            "briefings@signaldesk.example",
+            "-t",
+            "reader@example.com",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    return seconds, children_cpu() - source_before, process_cpu(sink.pid) - sink_before
 
 
 def theme_sets(settings: Settings, wanted: int) -> list[list[str]]:

@@ -178,3 +178,13 @@ def test_a_readers_name_is_one_display_name_whatever_it_holds(name: str) -> None
     )
     addresses = parse(single)["To"].addresses
     assert [(a.display_name, a.addr_spec) for a in addresses] == [(name, "reader@example.com")]
+
+
+def test_values_written_as_they_are_are_what_the_encoder_would_write() -> None:
+    from newsletter.send.message import _encoded_value, _qp, _soft_break_after
+
+    chooser = random.Random(3)
+    alphabet = [chr(c) for c in range(32, 127)] + ["é", "\t", "\n"]
+    for _ in range(20_000):
+        value = "".join(chooser.choice(alphabet) for _ in range(chooser.randrange(0, 90)))
+        assert _encoded_value(value) == _soft_break_after(_qp(value)), value

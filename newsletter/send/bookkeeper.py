@@ -1,9 +1,9 @@
 """The ledger's writes while a send runs: deliveries marked sent in batches, claims renewed, the
-next readers claimed. On PostgreSQL from a thread of its own, the next claim made ahead of need:
-the sending thread hands work over and goes on with its connections while the database answers
-(every statement a round trip, every commit a wait for the server's disk). SQLite answers from
-a local file without waiting for the disk (WAL, synchronous=NORMAL), and a second thread there
-costs more than it saves: there it is all done inline.
+next readers claimed. On PostgreSQL from a thread of its own, the next claim made just ahead of
+need: the sending thread hands work over and goes on with its connections while the database
+answers (every statement a round trip, every commit a wait for the server's disk). SQLite
+answers from a local file without waiting for the disk (WAL, synchronous=NORMAL), and a second
+thread there costs more than it saves: there it is all done inline.
 """
 
 from __future__ import annotations
@@ -44,12 +44,19 @@ class Bookkeeper:
             self._thread.start()
 
     def claim(self) -> list[Reader]:
-        """The next batch of readers, claimed; the one after is claimed meanwhile."""
+        """The next batch of readers, claimed (by `claim_soon`, if it was asked)."""
         if self._thread is None:
             return self._claims.claim(self._session, self._batch)
         readers = self._wait_for(self._ahead or self._claim_ahead())
-        self._ahead = self._claim_ahead() if readers else None
+        self._ahead = None
         return readers
+
+    def claim_soon(self) -> None:
+        """Start claiming the next batch, to be ready when `claim` asks (PostgreSQL). Asked
+        just before the current batch runs out, so that whether its readers are still on the
+        list is asked moments before they are mailed, not a batch earlier."""
+        if self._thread is not None and self._ahead is None:
+            self._ahead = self._claim_ahead()
 
     def record(self, batch: Batch) -> None:
         """Mark a batch sent: now, or handed over (waiting while MOST_PENDING are ahead)."""

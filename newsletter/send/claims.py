@@ -216,14 +216,21 @@ class Claims:
         return min(candidates) if candidates else None
 
     def record_sent(self, session: Session, sent: list[tuple[int, str]]) -> None:
-        """Mark these (subscriber, Message-ID) deliveries sent: one prepared UPDATE by primary
-        key for them all, no ORM objects, and one commit."""
-        now = utcnow()
-        session.connection().execute(
-            _MARK_SENT,
+        """Mark these (subscriber, Message-ID) deliveries sent, in one statement run for them all
+        and one commit. The hot path of a send: the driver's own executemany over plain tuples,
+        the values that are the same for every row converted once."""
+        connection = session.connection()
+        dialect = connection.dialect
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = _MARK_SENT.replace("?", mark)
+        stamp = Delivery.__table__.c.sent_at.type.bind_processor(dialect)  # type: ignore[attr-defined]
+        now = stamp(utcnow()) if stamp else utcnow()
+        sent_status = DeliveryStatus.SENT.value
+        connection.exec_driver_sql(
+            sql,
             [
-                {"digest": self.digest_id, "subscriber": subscriber, "now": now, "message_id": id_}
-                for subscriber, id_ in sent
+                (sent_status, now, message_id, ACCEPTED, self.digest_id, subscriber)
+                for subscriber, message_id in sent
             ],
         )
         session.commit()
@@ -299,21 +306,12 @@ class Claims:
 
 LEFT_BEFORE_SENDING = "left the list before sending"
 
+ACCEPTED = "250 accepted"
+# Written out for the driver (record_sent); "?" becomes the driver's own mark.
 _MARK_SENT = (
-    update(Delivery)
-    .where(
-        col(Delivery.digest_id) == bindparam("digest"),
-        col(Delivery.subscriber_id) == bindparam("subscriber"),
-    )
-    .values(
-        status=DeliveryStatus.SENT,
-        attempts=Delivery.attempts + 1,
-        sent_at=bindparam("now"),
-        message_id=bindparam("message_id"),
-        last_reply="250 accepted",
-        claimed_by=None,
-        claimed_at=None,
-    )
+    "UPDATE delivery SET status = ?, attempts = attempts + 1, sent_at = ?, message_id = ?, "
+    "last_reply = ?, claimed_by = NULL, claimed_at = NULL "
+    "WHERE digest_id = ? AND subscriber_id = ?"
 )
 
 

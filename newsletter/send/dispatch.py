@@ -149,6 +149,8 @@ class Dispatcher:
                 if not self.stop.is_set() and fatal is None:
                     if not backlog:
                         backlog.extend(self._books.claim())
+                    elif len(backlog) <= self.concurrency * 2:
+                        self._books.claim_soon()
                     while backlog and pool.free() > 0:
                         paced = self.rate_limiter.delay()
                         if paced:

@@ -145,9 +145,20 @@ class _Part:
     def render(self, recipient: Recipient) -> bytes:
         out = [self.segments[0]]
         for slot, segment in zip(self.slots, self.segments[1:], strict=True):
-            value = _soft_break_after(_qp(self.escape(recipient.value(slot))))
-            out += [value, segment]
+            out += [_encoded_value(self.escape(recipient.value(slot))), segment]
         return b"".join(out)
+
+
+_AS_IT_IS = re.compile(r"[!-<>-~][ -<>-~]{0,73}")  # printable ASCII but "=", no dot first
+
+
+def _encoded_value(value: str) -> bytes:
+    """A recipient's value, quoted-printable, ending in a soft break. Most (an address, a link)
+    need no encoding at all and fit on their line (75 octets and the "="): written as they are,
+    which is what the encoder would write, at a tenth of its cost."""
+    if _AS_IT_IS.fullmatch(value) and value[0] != "." and value[-1] != " ":
+        return value.encode("ascii") + SOFT_BREAK
+    return _soft_break_after(_qp(value))
 
 
 class PreparedMessage:
