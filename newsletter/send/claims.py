@@ -307,11 +307,11 @@ class Claims:
 LEFT_BEFORE_SENDING = "left the list before sending"
 
 ACCEPTED = "250 accepted"
-# Written out for the driver (record_sent); "?" becomes the driver's own mark.
+# Written out for the driver (record_sent); "?" becomes the driver's own mark. A sent row keeps
+# its claim: who sent it, and when it was claimed (when its reader was last seen on the list).
 _MARK_SENT = (
     "UPDATE delivery SET status = ?, attempts = attempts + 1, sent_at = ?, message_id = ?, "
-    "last_reply = ?, claimed_by = NULL, claimed_at = NULL "
-    "WHERE digest_id = ? AND subscriber_id = ?"
+    "last_reply = ? WHERE digest_id = ? AND subscriber_id = ?"
 )
 
 
