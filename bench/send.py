@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import random
 import resource
@@ -180,6 +181,11 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="sending processes (PostgreSQL), as `send -w`"
     )
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="no smtp-source runs: the send's rate and memory alone (a million readers)",
+    )
     options = parser.parse_args()
     count, concurrency = options.subscribers, options.concurrency
     if options.theme_sets:
@@ -197,7 +203,7 @@ def main() -> None:
                 draft = app.digests.draft("weekly")
                 assert draft is not None
                 size = len(draft.message.render(app.digests.sample_recipient()))
-            before = reference_run(sink, port, concurrency, count, size)
+            before = reference_run(sink, port, concurrency, count, size, options.memory_only)
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             cpu_before, sink_before = own_cpu(), process_cpu(sink.pid)
             server_before = postgres_cpu()
@@ -211,7 +217,7 @@ def main() -> None:
             server_cpu = postgres_cpu() - server_before
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             assert report.summary.sent == count, report.summary
-        after = reference_run(sink, port, concurrency, count, size)
+        after = reference_run(sink, port, concurrency, count, size, options.memory_only)
         # The reference is the mean of a run just before ours and one just after: a machine
         # whose speed drifts (shared hosts do) then favours neither side.
         reference, source_cpu, reference_sink_cpu = (
@@ -247,10 +253,17 @@ def main() -> None:
 
 
 def reference_run(
-    sink: subprocess.Popen[bytes], port: int, concurrency: int, count: int, size: int
+    sink: subprocess.Popen[bytes],
+    port: int,
+    concurrency: int,
+    count: int,
+    size: int,
+    skip: bool = False,
 ) -> tuple[float, float, float]:
     """smtp-source sending `count` messages of `size` bytes over `concurrency` connections to
-    the sink: seconds, its CPU seconds and the sink's."""
+    the sink: seconds, its CPU seconds and the sink's (NaN when skipped)."""
+    if skip:
+        return math.nan, math.nan, math.nan
     sink_before, source_before = process_cpu(sink.pid), children_cpu()
     started = time.perf_counter()
     subprocess.run(

@@ -140,6 +140,10 @@ def load(
     return answers
 
 
+def percentile(ordered: list[float], share: float) -> float:
+    return ordered[max(0, int(len(ordered) * share) - 1)] if ordered else 0.0
+
+
 def honoured(config: Path, answers: list[Answer]) -> tuple[int, int, int, int]:
     """(recorded, mailed before, skipped, mailed after): of the unsubscribes answered 200, how
     many the database holds, how many readers' mail was claimed before (in flight, allowed),
@@ -238,19 +242,24 @@ def main() -> None:
     latencies = sorted(answer.seconds for answer in answers)
     failed = [answer for answer in answers if answer.status != 200]
     locked = errors.count("database is locked")
-    p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+    p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+    by_kind = {
+        kind: percentile(sorted(a.seconds for a in answers if a.kind == kind), 0.99)
+        for kind in ("page", "unsubscribe")
+    }
     unsubscribes = sum(1 for answer in answers if answer.kind == "unsubscribe")
     print(output.strip().splitlines()[-1] if output.strip() else "(the send printed nothing)")
     print()
     print(
-        "| readers | send | requests | rate | p50 | p99 | errors | 'database is locked' | "
-        "unsubscribes: recorded / mailed before / skipped / mailed after |"
+        "| readers | send | requests | rate | p50 | p99 | p99 page / one-click | errors | "
+        "'database is locked' | unsubscribes: recorded / mailed before / skipped / mailed after |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {options.subscribers:,} | {send_seconds:.1f} s | {len(answers):,} | "
         f"{len(answers) / send_seconds:.0f}/s | {p50 * 1e3:.0f} ms | {p99 * 1e3:.0f} ms | "
-        f"{len(failed)} | {locked} | {unsubscribes}: {recorded} / {before} / {skipped} / {after} |"
+        f"{by_kind['page'] * 1e3:.0f} / {by_kind['unsubscribe'] * 1e3:.0f} ms | {len(failed)} | "
+        f"{locked} | {unsubscribes}: {recorded} / {before} / {skipped} / {after} |"
     )
 
 
