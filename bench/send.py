@@ -242,7 +242,7 @@ def main() -> None:
         f"(+{(rss_after - rss_before) / 1024:.0f}) |"
     )
     micro = 1e6 / count
-    server = f" + PostgreSQL {server_cpu * micro:.0f} µs" if server_cpu else ""
+    server = f" + PostgreSQL {server_cpu * micro:.0f} µs" if options.postgres else ""
     print(
         f"\nCPU a message: newsletter send {our_cpu * micro:.0f} µs{server} + its sink "
         f"{our_sink_cpu * micro:.0f} µs "
