@@ -221,3 +221,17 @@ def test_a_connection_the_relay_closed_while_idle_is_replaced_not_used() -> None
             ["grace@example.com"],
         ]
         assert handler(server).greetings == 2
+
+
+def test_an_address_smtp_cannot_carry_fails_alone(server: SmtpServer) -> None:
+    pool = pool_for(server)
+    try:
+        ended = send(pool, "zoë@example.com", "ada@example.com")
+    finally:
+        pool.close()
+    refused = ended["zoë@example.com"]
+    assert isinstance(refused, DeliveryRefused)
+    assert refused.permanent
+    assert "not sent" in refused.message
+    assert ended["ada@example.com"] is None
+    assert [r.recipients for r in server.handler.received] == [["ada@example.com"]]

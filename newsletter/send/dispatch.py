@@ -107,9 +107,9 @@ class Dispatcher:
     def _post(self, pool: SendPool[Posted], reader: Reader) -> DeliveryRefused | None:
         """Render and sign the reader's copy and hand it to the pool; why not, if it cannot be."""
         message = self.message_for(reader.edition_id)
-        recipient = self.recipient(reader)
-        message_id = message.message_id(recipient)
         try:
+            recipient = self.recipient(reader)
+            message_id = message.message_id(recipient)
             envelope = Envelope(self.envelope_sender(recipient), recipient.email)
             raw = message.render(recipient)
             if self.signer is not None:
