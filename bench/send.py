@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 import tomllib
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +50,7 @@ from newsletter.digest.editions import theme_names  # noqa: E402
 from newsletter.models import Delivery, DeliveryStatus  # noqa: E402
 from newsletter.services import sending  # noqa: E402
 from newsletter.services.digests import DigestService  # noqa: E402
-from tests.conftest import dump_toml  # noqa: E402
+from tests.conftest import dump_toml, postgres_database  # noqa: E402
 
 T = TypeVar("T")
 
@@ -127,18 +126,8 @@ def database(server: str | None) -> Iterator[str | None]:
     if not server:
         yield None
         return
-    import sqlalchemy
-
-    name = f"nl_bench_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with postgres_database(server, "nl_bench") as url:
+        yield url
 
 
 def publication(

@@ -179,9 +179,16 @@ def test_database() -> Iterator[str | None]:
     if not server:
         yield None
         return
+    with postgres_database(server, "nl_test") as url:
+        yield url
+
+
+@contextmanager
+def postgres_database(server: str, prefix: str) -> Iterator[str]:
+    """A new database on the PostgreSQL `server` (a URL without a database), dropped after."""
     import sqlalchemy
 
-    name = f"nl_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -218,6 +225,7 @@ class RecordingHandler:
         self.drop_once: set[str] = set()  # recipients whose first RCPT drops the connection
         self.data_delay = 0.0  # seconds before answering DATA: a slow relay
         self.pipelining = True
+        self.greetings = 0  # connections opened: one EHLO each
 
     async def handle_EHLO(
         self,
@@ -228,6 +236,7 @@ class RecordingHandler:
         responses: list[str],
     ) -> list[str]:
         """Offer PIPELINING as Postfix does (aiosmtpd accepts pipelined commands anyway)."""
+        self.greetings += 1
         session.host_name = hostname
         if self.pipelining:
             responses.insert(1, "250-PIPELINING")

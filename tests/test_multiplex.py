@@ -7,10 +7,10 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from newsletter.config_sections import Smtp
 from newsletter.errors import DeliveryRefused, TransportError
@@ -22,28 +22,10 @@ from tests.conftest import RecordingHandler, SmtpServer, free_port
 MESSAGE = b"Subject: hello\r\n\r\nA short message.\r\n"
 
 
-class CountingHandler(RecordingHandler):
-    """Also counts the connections opened (one EHLO each)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.greetings = 0
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        self.greetings += 1
-        return await super().handle_EHLO(server, session, envelope, hostname, responses)
-
-
-def serve(idle_timeout: float = 300) -> Iterator[SmtpServer]:
+@contextmanager
+def serving(idle_timeout: float = 300) -> Iterator[SmtpServer]:
     """A server that closes a session idle for `idle_timeout` seconds, as relays do."""
-    handler = CountingHandler()
+    handler = RecordingHandler()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, timeout=idle_timeout)
     controller.start()
@@ -55,21 +37,24 @@ def serve(idle_timeout: float = 300) -> Iterator[SmtpServer]:
 
 @pytest.fixture
 def server() -> Iterator[SmtpServer]:
-    yield from serve()
+    with serving() as running:
+        yield running
 
 
 def pool_for(server: SmtpServer, size: int = 1, timeout: float = 10) -> SmtpMultiplexer[str]:
     return SmtpMultiplexer(Smtp(host=server.host, port=server.port, timeout=timeout), size=size)
 
 
-def handler(server: SmtpServer) -> CountingHandler:
-    assert isinstance(server.handler, CountingHandler)
-    return server.handler
-
-
-def drain(pool: SmtpMultiplexer[str], limit: float = 15) -> dict[str, Failure | None]:
-    """Poll until every submitted message has ended: each ticket's failure (None: delivered)."""
+def send(
+    pool: SmtpMultiplexer[str], *recipients: str, message: bytes = MESSAGE, limit: float = 15
+) -> dict[str, Failure | None]:
+    """Each recipient's message through the pool, polled until all ended: each one's failure
+    (None: delivered)."""
     ended: dict[str, Failure | None] = {}
+    for recipient in recipients:
+        while not pool.free():
+            ended.update(pool.poll(0.5))
+        pool.submit(recipient, MailEnvelope("briefings@example.com", recipient), message)
     deadline = time.monotonic() + limit
     while pool.busy():
         assert time.monotonic() < deadline, "the pool never finished"
@@ -77,33 +62,32 @@ def drain(pool: SmtpMultiplexer[str], limit: float = 15) -> dict[str, Failure | 
     return ended
 
 
-def send(
-    pool: SmtpMultiplexer[str], *recipients: str, message: bytes = MESSAGE
+def deliver(
+    server: SmtpServer,
+    *recipients: str,
+    message: bytes = MESSAGE,
+    size: int = 1,
+    timeout: float = 10,
 ) -> dict[str, Failure | None]:
-    ended: dict[str, Failure | None] = {}
-    for recipient in recipients:
-        while not pool.free():
-            ended.update(pool.poll(0.5))
-        pool.submit(recipient, MailEnvelope("briefings@example.com", recipient), message)
-    ended.update(drain(pool))
-    return ended
+    """`send` through a pool of its own, closed after."""
+    pool = pool_for(server, size, timeout)
+    try:
+        return send(pool, *recipients, message=message)
+    finally:
+        pool.close()
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_lines_starting_with_a_dot_arrive_intact(server: SmtpServer, pipelining: bool) -> None:
     server.handler.pipelining = pipelining
     message = b"X: y\r\n.first line\r\nSubject: dots\r\n\r\n.\r\n..two\r\n.three\r\nend"
-    pool = pool_for(server)
-    try:
-        assert send(pool, "b@example.com", "c@example.com", message=message) == {
-            "b@example.com": None,
-            "c@example.com": None,
-        }
-    finally:
-        pool.close()
+    assert deliver(server, "b@example.com", "c@example.com", message=message) == {
+        "b@example.com": None,
+        "c@example.com": None,
+    }
     # SMTP ends every message with a line end; the rest arrives as it was.
     assert [r.data for r in server.handler.received] == [message + b"\r\n"] * 2
-    assert handler(server).greetings == 1  # both on one connection
+    assert server.handler.greetings == 1  # both on one connection
 
 
 def test_a_refused_reader_ends_only_their_message_and_the_connection_carries_on(
@@ -113,13 +97,9 @@ def test_a_refused_reader_ends_only_their_message_and_the_connection_carries_on(
         "gone@example.com": ["550 5.1.1 No such mailbox"],
         "full@example.com": ["452 4.2.2 Mailbox full"],
     }
-    pool = pool_for(server)
-    try:
-        ended = send(
-            pool, "ada@example.com", "gone@example.com", "full@example.com", "bo@example.com"
-        )
-    finally:
-        pool.close()
+    ended = deliver(
+        server, "ada@example.com", "gone@example.com", "full@example.com", "bo@example.com"
+    )
     assert ended["ada@example.com"] is None
     assert ended["bo@example.com"] is None
     gone, full = ended["gone@example.com"], ended["full@example.com"]
@@ -134,34 +114,26 @@ def test_a_refused_reader_ends_only_their_message_and_the_connection_carries_on(
         "ada@example.com",
         "bo@example.com",
     ]
-    assert handler(server).greetings == 1  # RSET after each refusal, never a new connection
+    assert server.handler.greetings == 1  # RSET after each refusal, never a new connection
 
 
 def test_a_dropped_connection_is_a_retry_for_that_reader_and_the_next_gets_a_new_one(
     server: SmtpServer,
 ) -> None:
     server.handler.drop_once = {"ada@example.com"}
-    pool = pool_for(server)
-    try:
-        ended = send(pool, "ada@example.com", "grace@example.com")
-    finally:
-        pool.close()
+    ended = deliver(server, "ada@example.com", "grace@example.com")
     dropped = ended["ada@example.com"]
     assert isinstance(dropped, DeliveryRefused)
     assert not dropped.permanent
     assert ended["grace@example.com"] is None
     assert [r.recipients for r in server.handler.received] == [["grace@example.com"]]
-    assert handler(server).greetings == 2
+    assert server.handler.greetings == 2
 
 
 def test_a_reply_that_never_comes_ends_the_message_at_the_timeout(server: SmtpServer) -> None:
     server.handler.data_delay = 3.0
-    pool = pool_for(server, timeout=0.5)
     started = time.monotonic()
-    try:
-        ended = send(pool, "ada@example.com")
-    finally:
-        pool.close()
+    ended = deliver(server, "ada@example.com", timeout=0.5)
     late = ended["ada@example.com"]
     assert isinstance(late, DeliveryRefused)
     assert not late.permanent
@@ -169,17 +141,11 @@ def test_a_reply_that_never_comes_ends_the_message_at_the_timeout(server: SmtpSe
     assert time.monotonic() - started < 2.5
 
 
-def test_the_sender_refused_stops_the_send() -> None:
-    for server in serve():
-        server.handler.mail_from_reply = "553 5.7.1 Sender address rejected"
-        pool = pool_for(server)
-        try:
-            ended = send(pool, "ada@example.com")
-        finally:
-            pool.close()
-        refused = ended["ada@example.com"]
-        assert isinstance(refused, TransportError)
-        assert "refused the sender briefings@example.com" in str(refused)
+def test_the_sender_refused_stops_the_send(server: SmtpServer) -> None:
+    server.handler.mail_from_reply = "553 5.7.1 Sender address rejected"
+    refused = deliver(server, "ada@example.com")["ada@example.com"]
+    assert isinstance(refused, TransportError)
+    assert "refused the sender briefings@example.com" in str(refused)
 
 
 def test_a_server_that_is_not_there_is_one_clear_error() -> None:
@@ -204,11 +170,11 @@ def test_never_more_connections_than_its_size(server: SmtpServer) -> None:
     finally:
         pool.close()
     assert ended == dict.fromkeys(recipients)
-    assert handler(server).greetings == 3
+    assert server.handler.greetings == 3
 
 
 def test_a_connection_the_relay_closed_while_idle_is_replaced_not_used() -> None:
-    for server in serve(idle_timeout=0.3):
+    with serving(idle_timeout=0.3) as server:
         pool = pool_for(server)
         try:
             assert send(pool, "ada@example.com") == {"ada@example.com": None}
@@ -220,15 +186,11 @@ def test_a_connection_the_relay_closed_while_idle_is_replaced_not_used() -> None
             ["ada@example.com"],
             ["grace@example.com"],
         ]
-        assert handler(server).greetings == 2
+        assert server.handler.greetings == 2
 
 
 def test_an_address_smtp_cannot_carry_fails_alone(server: SmtpServer) -> None:
-    pool = pool_for(server)
-    try:
-        ended = send(pool, "zoë@example.com", "ada@example.com")
-    finally:
-        pool.close()
+    ended = deliver(server, "zoë@example.com", "ada@example.com")
     refused = ended["zoë@example.com"]
     assert isinstance(refused, DeliveryRefused)
     assert refused.permanent

@@ -157,12 +157,9 @@ class SmtpTransport:
         self._ca_file = ca_file
         self._client: smtplib.SMTP | None = None
 
-    def _connect(self) -> smtplib.SMTP:
-        return open_client(self.settings, self._password, self._ca_file)
-
     def send(self, envelope: Envelope, message: bytes) -> None:
         if self._client is None:
-            self._client = self._connect()
+            self._client = open_client(self.settings, self._password, self._ca_file)
         client = self._client
         steps = exchange(envelope, message, client.has_extn("pipelining"))
         try:
