@@ -9,7 +9,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from newsletter.audience import consent, lifecycle
 from newsletter.audience.tokens import (
@@ -78,29 +78,15 @@ class ReaderService:
     def __init__(self, app: Newsletter) -> None:
         self.app = app
 
-    def _list_name(self, list_id: int, subscriber_id: int) -> str:
-        """The name of the list a well-signed link names, when it names a list and a reader
-        we have (BadToken for a list we do not have: the same 400 page as a tampered link;
-        ReaderGone for a reader who was forgotten)."""
-        with self.app.session() as session:
-            mailing_list = session.get(MailingList, list_id)
-            reader = session.get(Subscriber, subscriber_id)
-        if mailing_list is None:
-            raise BadToken("this link is not valid")
-        if reader is None:  # only a forget removes a reader (ids are never reused)
-            raise ReaderGone("nothing is stored about this reader")
-        return mailing_list.name
-
-    def list_for_unsubscribe(self, token: str) -> str:
-        """The list a token unsubscribes from (BadToken if it is not ours)."""
-        list_id, subscriber_id = verify_unsubscribe_token(self.app.signing_key(), token)
-        return self._list_name(list_id, subscriber_id)
+    def check_unsubscribe_token(self, token: str) -> None:
+        """BadToken if an unsubscribe token is not ours: its signature only, nothing read."""
+        verify_unsubscribe_token(self.app.signing_key(), token)
 
     def unsubscribe_page(self, token: str) -> UnsubscribePage:
         """What the page behind an unsubscribe link shows (BadToken if it is not ours)."""
         list_id, subscriber_id = verify_unsubscribe_token(self.app.signing_key(), token)
-        name = self._list_name(list_id, subscriber_id)
         with self.app.session() as session:
+            name = _list_name(session, list_id, subscriber_id)
             subscription = session.get(Subscription, (list_id, subscriber_id))
             already = subscription is None or subscription.status in (
                 SubscriptionStatus.UNSUBSCRIBED,
@@ -112,8 +98,8 @@ class ReaderService:
         """Unsubscribe at once; repeating it is harmless."""
         key = self.app.signing_key()
         list_id, subscriber_id = verify_unsubscribe_token(key, token)
-        name = self._list_name(list_id, subscriber_id)
         with self.app.session() as session:
+            name = _list_name(session, list_id, subscriber_id)
             if lifecycle.unsubscribe_by_link(session, list_id, subscriber_id, origin):
                 consent.record(
                     session, subscriber_id, "unsubscribe", list_id=list_id, origin=origin
@@ -128,8 +114,8 @@ class ReaderService:
     def resubscribe(self, token: str) -> ResubscribeReport:
         """Undo an unsubscribe made through a link, within a day, from the page that followed."""
         list_id, subscriber_id = verify_resubscribe_token(self.app.signing_key(), token)
-        name = self._list_name(list_id, subscriber_id)
         with self.app.session() as session:
+            name = _list_name(session, list_id, subscriber_id)
             changed = lifecycle.resubscribe(session, list_id, subscriber_id)
             if changed:
                 consent.record(
@@ -236,3 +222,16 @@ class ReaderService:
         except SQLAlchemyError:
             return False
         return True
+
+
+def _list_name(session: Session, list_id: int, subscriber_id: int) -> str:
+    """The name of the list a well-signed link names, when it names a list and a reader we
+    have (BadToken for a list we do not have: the same 400 page as a tampered link; ReaderGone
+    for a reader who was forgotten)."""
+    name = session.exec(select(MailingList.name).where(MailingList.id == list_id)).first()
+    if name is None:
+        raise BadToken("this link is not valid")
+    # Only a forget removes a reader (ids are never reused).
+    if session.exec(select(Subscriber.id).where(Subscriber.id == subscriber_id)).first() is None:
+        raise ReaderGone("nothing is stored about this reader")
+    return name
