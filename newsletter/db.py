@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +114,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     # Deleted rows are overwritten, so a forgotten address does not linger in free pages.
     cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
@@ -253,6 +260,35 @@ class Database:
     def session(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+    def checkpoint_apart(self, every: float = 1.0) -> Callable[[], None]:
+        """SQLite: fold the write-ahead log back into the file from a thread of its own, every
+        `every` seconds, instead of in whichever commit finds the log over 1,000 pages. For
+        `newsletter serve`: beside a send that log fills fast, and a reader's unsubscribe that
+        drew the checkpoint waited for its fsync (up to a second). Returns what stops it."""
+        engine = self.engine
+        if engine.dialect.name != "sqlite":
+            return lambda: None
+        if not event.contains(engine, "connect", _no_autocheckpoint):
+            event.listen(engine, "connect", _no_autocheckpoint)
+        engine.dispose()  # the pooled connections were opened without it
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(every):
+                # PASSIVE: it neither waits for nor blocks a writer; what it cannot fold yet
+                # waits for the next round.
+                with contextlib.suppress(SQLAlchemyError), engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+        thread = threading.Thread(target=run, name="wal-checkpoint", daemon=True)
+        thread.start()
+
+        def stop_checkpoints() -> None:
+            stop.set()
+            thread.join()
+
+        return stop_checkpoints
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from newsletter.app import Newsletter
 from newsletter.config import load_settings
 from newsletter.web.app import create_app
-from tests.conftest import ROOT, Project, SmtpServer, free_port
+from tests.conftest import ROOT, Project, SmtpServer, free_port, sqlite_only
 
 ONE_CLICK = {
     "content": b"List-Unsubscribe=One-Click",
@@ -83,6 +83,45 @@ def test_one_click_post_unsubscribes_at_once_and_get_never_does(
     later = [m for m in project.outbox() if "after-unsubscribe" in str(m["Subject"])]
     assert len(later) == 5
     assert all("ada@" not in str(m["To"]) for m in later)
+
+
+@sqlite_only
+def test_serve_folds_the_log_in_a_thread_of_its_own_never_in_a_readers_request(
+    project: Project,
+) -> None:
+    """Beside a send, SQLite's write-ahead log passes 1,000 pages every few seconds; the commit
+    that found it so used to fold it back into the file, and the reader whose unsubscribe that
+    was waited for the fsync. The server's commits never fold the log; a thread of its own does,
+    so the log does not grow without end either."""
+    app = Newsletter(load_settings(project.config_path))
+    with TestClient(create_app(app)), app.session() as session:
+        autocheckpoint = session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint")
+        assert autocheckpoint.scalar() == 0
+
+    database = app.database
+    database_file = project.folder / "newsletter.db"
+
+    def write_six_megabytes() -> None:
+        with database.engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS filler (x BLOB)")
+            connection.exec_driver_sql(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)"
+                " INSERT INTO filler SELECT randomblob(4000) FROM n"
+            )
+
+    stop = database.checkpoint_apart(every=3600.0)
+    before = database_file.stat().st_size
+    write_six_megabytes()
+    assert database_file.stat().st_size == before  # still all in the log: the commit left it
+    stop()
+
+    stop = database.checkpoint_apart(every=0.05)
+    deadline = time.monotonic() + 5
+    while database_file.stat().st_size < before + 6_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop()
+    assert database_file.stat().st_size >= before + 6_000_000  # folded by the thread
+    app.close()
 
 
 def test_resubscribe_from_the_page_and_only_from_it(project: Project, client: TestClient) -> None:

@@ -35,9 +35,11 @@ def create_app(app: Newsletter) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_application: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(lambda: app.database)  # a bad database stops the start
+        database = await run_in_threadpool(lambda: app.database)  # a bad one stops the start
         await run_in_threadpool(app.signup.purge_unconfirmed)
+        stop_checkpoints = database.checkpoint_apart()
         yield
+        stop_checkpoints()
         app.close()
 
     async def database_down(request: Request, exc: Exception) -> Response:
