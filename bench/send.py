@@ -304,6 +304,17 @@ def timed(name: str, call: Callable[..., T]) -> Callable[..., T]:
     return timing
 
 
+def choose_themes(app: Newsletter, sets: int) -> None:
+    """Readers in turn take one of `sets` choices of themes: `sets` editions a send."""
+    choices = [json.dumps(chosen) for chosen in theme_sets(app.settings, sets)]
+    with app.session() as session:
+        for n, chosen in enumerate(choices):
+            session.connection().exec_driver_sql(
+                "UPDATE subscriber SET themes = ? WHERE id % ? = ?", (chosen, sets, n)
+            )
+        session.commit()
+
+
 def timed_send(port: int, count: int, concurrency: int, sets: int) -> tuple[float, int, int, float]:
     """One send to the sink from a fresh publication: seconds, sent, editions, mean size."""
     STEPS.clear()
@@ -313,13 +324,7 @@ def timed_send(port: int, count: int, concurrency: int, sets: int) -> tuple[floa
             app.subscribers.import_csv(Path(folder) / "readers.csv", "weekly")
             app.feeds.fetch()
             if sets:
-                choices = [json.dumps(chosen) for chosen in theme_sets(settings, sets)]
-                with app.session() as session:
-                    for n, chosen in enumerate(choices):
-                        session.connection().exec_driver_sql(
-                            "UPDATE subscriber SET themes = ? WHERE id % ? = ?", (chosen, sets, n)
-                        )
-                    session.commit()
+                choose_themes(app, sets)
         started = time.perf_counter()
         with Newsletter(settings) as app:  # as `newsletter send` runs: the database opens
             report = app.sending.send("weekly")

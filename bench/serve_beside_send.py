@@ -3,14 +3,16 @@
 N readers through Postfix's smtp-sink, each in its own process, as a publisher runs them.
 
     .venv/bin/python bench/serve_beside_send.py [--subscribers 20000] [--rate 200]
+        [--theme-sets 20] [--alone 10]
 
-The load generator (httpx, 16 threads with a kept-alive connection each, on 127.0.0.1)
-sends requests on a fixed schedule, half of
-them page views and half one-click POSTs for distinct readers, from the send's start until it
-ends, and at most --rate x 120 requests. Afterwards: latency percentiles, errors, and for each
-unsubscribe whether the send honoured it (a reader unsubscribed before the send claimed their
-delivery must not be mailed; one claimed before may be: it was in flight). Needs Debian's
-postfix package (smtp-sink). Prints a Markdown table.
+The load generator (one asyncio loop in this process, hand-written HTTP/1.1 on kept-alive
+connections to 127.0.0.1) sends requests on a fixed schedule, half of them page views and half
+one-click POSTs for distinct readers: first for --alone seconds with no send (the reference),
+then from the send's start until it ends, at most --rate x 120 requests. Each request's time
+counts from its slot, so a server that falls behind shows it. Afterwards: latency
+percentiles, errors, and for each unsubscribe whether the send honoured it (a reader
+unsubscribed before the send claimed their delivery must not be mailed; one claimed before
+may be: it was in flight). Needs Debian's postfix package (smtp-sink). Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlmodel import col, select  # noqa: E402
 
-from bench.send import free_port, start_sink  # noqa: E402
+from bench.send import choose_themes, free_port, start_sink  # noqa: E402
 from newsletter.app import Newsletter  # noqa: E402
 from newsletter.audience.tokens import signing_key  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
@@ -237,6 +239,9 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument(
+        "--theme-sets", type=int, default=0, help="readers' choices of themes (editions)"
+    )
+    parser.add_argument(
         "--alone", type=float, default=10.0, help="seconds of serve alone first, as the reference"
     )
     options = parser.parse_args()
@@ -258,6 +263,8 @@ def main() -> None:
         settings = load_settings(config)
         key = signing_key(settings)
         with Newsletter(settings) as app, app.session() as session:
+            if options.theme_sets:
+                choose_themes(app, options.theme_sets)
             list_id = session.exec(select(MailingList.id)).one()
             ids = list(session.exec(select(Subscriber.id).order_by(col(Subscriber.id))).all())
         # Readers spread over the list: early ones are mailed before they leave, late ones not.

@@ -115,14 +115,30 @@ def fill_templates(
         "view_url": archive_url(settings, view.id),
         "recipient": Markers(view.nonce).context,
     }
+    html, text = _digest_templates(folders)
     try:
-        source = _environment(folders, html=True).get_template(HTML_TEMPLATE).render(context)
-        text = _environment(folders, html=False).get_template(TEXT_TEMPLATE).render(context)
+        return html.render(context), text.render(context)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{_where(folders, exc)}: template error: {_message(exc)}") from None
+
+
+def compile_templates(settings: Settings) -> None:
+    """Compile the digest's templates now: the first time in a process takes tens of
+    milliseconds, which a send should not spend holding SQLite's write lock (a reader's
+    unsubscribe waits for it)."""
+    _digest_templates(search_path(settings))
+
+
+def _digest_templates(folders: tuple[Path, ...]) -> tuple[jinja2.Template, jinja2.Template]:
+    try:
+        return (
+            _environment(folders, html=True).get_template(HTML_TEMPLATE),
+            _environment(folders, html=False).get_template(TEXT_TEMPLATE),
+        )
     except jinja2.TemplateNotFound as exc:
         raise _not_found(folders, exc) from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{_where(folders, exc)}: template error: {_message(exc)}") from None
-    return source, text
 
 
 def _where(folders: tuple[Path, ...], exc: jinja2.TemplateError) -> str:

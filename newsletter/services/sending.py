@@ -23,7 +23,7 @@ from newsletter.digest.builder import build_digest, digest_view, next_pin, pendi
 from newsletter.errors import DeliveryRefused, NewsletterError
 from newsletter.models import DeliveryStatus, Digest, DigestEdition, DigestStatus, MailingList
 from newsletter.personalize import Markers, Recipient
-from newsletter.render.templating import RenderedDigest, render_digest
+from newsletter.render.templating import RenderedDigest, compile_templates, render_digest
 from newsletter.send.dispatch import Dispatcher
 from newsletter.send.dkim import DkimSigner
 from newsletter.send.ledger import (
@@ -121,9 +121,15 @@ class SendingService:
             digest = pending_digest(session, mailing_list)
             report.resumed = digest is not None
             pin = next_pin(session, mailing_list)  # building uses it up; the editions need it
+            choices: dict[str | None, int] | None = None
             if digest is None and active_count(session, list_id) == 0:
                 report.no_audience = True
             elif digest is None:
+                if not dry_run:
+                    # Read and compiled before the build writes: on SQLite, its write lock is
+                    # then held until the audience is queued, and readers' unsubscribes wait.
+                    choices = theme_choices(session, list_id)
+                    compile_templates(settings)
                 try:
                     digest = build_digest(session, settings, mailing_list, app.now())
                 except IntegrityError:  # its flush lost a race for the same briefings
@@ -156,7 +162,8 @@ class SendingService:
                         except NewsletterError:
                             session.rollback()  # nothing built: fix it and send again
                             raise
-                    choices = theme_choices(session, list_id)
+                    if choices is None:  # a draft resumed
+                        choices = theme_choices(session, list_id)
                     editions = app.digests.store_editions(session, digest, choices, pin)
                     snapshot_audience(session, digest, editions)
                 jobs.append((digest.id, prepare_message(settings, digest, mailing_list)))
