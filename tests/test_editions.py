@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import sqlite3
 import threading
 from collections import Counter
 from email.message import EmailMessage
@@ -24,9 +25,10 @@ from newsletter.models import Briefing, Delivery, Digest, DigestEdition, DigestI
 from newsletter.personalize import Markers
 from newsletter.render import templating
 from newsletter.send.ledger import NOTHING_IN_THEMES, Outcome, Reader, RetryPolicy
+from newsletter.services import sending
 from newsletter.services.sending import SendReport, recipient_for
 from newsletter.web.app import create_app
-from tests.conftest import Project, SmtpServer, many_readers
+from tests.conftest import Project, SmtpServer, many_readers, sqlite_only
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.05, lease_seconds=5)
 EVERY_THEME = ["AI & Software", "Security", "Logistics", "Energy", "Policy", "More briefings"]
@@ -404,3 +406,32 @@ def test_merged_stories_follow_theirs_and_the_caps_count_again() -> None:
     expected = [(1, True, True), (3, False, True), (4, False, False)]
     assert [(i.id, i.lead, i.in_email) for i in pinned][:3] == expected
     assert edition_items(items, ["C"], pinned=False, max_per_theme=5, max_briefings=30) == []
+
+
+@sqlite_only
+def test_a_send_compiles_and_reads_the_choices_before_it_takes_the_write_lock(
+    smtp_project: Project, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From its build to its queued audience a send holds SQLite's one write lock, and a
+    reader's unsubscribe waits for it: the slow first compile of the templates and the grouped
+    read of the readers' choices come before, while another writer still gets in at once."""
+    prepare(smtp_project)
+    writers_got_in: list[bool] = []
+    real = sending.compile_templates
+
+    def compile_and_try_a_write(settings: Any) -> None:
+        real(settings)
+        other = sqlite3.connect(smtp_project.folder / "newsletter.db", timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.rollback()
+            writers_got_in.append(True)
+        except sqlite3.OperationalError:  # database is locked
+            writers_got_in.append(False)
+        finally:
+            other.close()
+
+    monkeypatch.setattr(sending, "compile_templates", compile_and_try_a_write)
+    report = send(smtp_project)
+    assert report.summary.sent == 6
+    assert writers_got_in == [True]
