@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -228,10 +229,19 @@ def _list_name(session: Session, list_id: int, subscriber_id: int) -> str:
     """The name of the list a well-signed link names, when it names a list and a reader we
     have (BadToken for a list we do not have: the same 400 page as a tampered link; ReaderGone
     for a reader who was forgotten)."""
-    name = session.exec(select(MailingList.name).where(MailingList.id == list_id)).first()
-    if name is None:
+    row = session.execute(_LIST_AND_READER, {"list": list_id, "subscriber": subscriber_id}).first()
+    if row is None:
         raise BadToken("this link is not valid")
-    # Only a forget removes a reader (ids are never reused).
-    if session.exec(select(Subscriber.id).where(Subscriber.id == subscriber_id)).first() is None:
+    if row.reader is None:  # only a forget removes a reader (ids are never reused)
         raise ReaderGone("nothing is stored about this reader")
-    return name
+    return str(row.name)
+
+
+# Built once, one round trip: every link a reader follows asks it first.
+_LIST_AND_READER: Any = select(
+    col(MailingList.name).label("name"),
+    select(Subscriber.id)
+    .where(col(Subscriber.id) == bindparam("subscriber"))
+    .scalar_subquery()
+    .label("reader"),
+).where(col(MailingList.id) == bindparam("list"))
