@@ -119,8 +119,8 @@ async def load(
     half one-click POSTs for distinct readers. Open loop: each request is due at its slot and
     its time counts from that slot, so a server that falls behind shows it in the figures (a
     generator that waited for a free connection would hide the wait). One event loop in its own
-    process, hand-written HTTP/1.1 on kept-alive connections: a generator a hundred times
-    cheaper than the server it measures, so it does not take the cores it is meant to leave."""
+    process, hand-written HTTP/1.1 on kept-alive connections: 0.44 ms of CPU a request against
+    the server's 2.7 (measured), so it takes little of the cores it is meant to leave."""
     answers: list[Answer] = []
     # Kept-alive connections with when each was last used: uvicorn closes one idle for 5 s, so
     # an older one is closed here rather than found dead by the next request.
